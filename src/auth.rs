@@ -1,0 +1,331 @@
+//! Access control: bearer tokens with scopes, and protected mode when none are configured.
+//!
+//! Handlers of protected routes take a `Caller`; extracting it authenticates the request and
+//! checks that the token's scope allows the operation, before any other extractor validates
+//! the request (so 401/403 come before 400, and routing's 404/405 before both).
+
+use std::future::{ready, Ready};
+use std::net::IpAddr;
+
+use actix_web::http::{header, Method};
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use subtle::ConstantTimeEq;
+
+use crate::config::AuthConfig;
+use crate::error::{ApiError, ErrorCode};
+use crate::keys::Keyspace;
+use crate::state::AppState;
+
+/// What a token may do.
+#[derive(Debug, Clone)]
+struct Scope {
+    keyspace: Keyspace,
+    read_only: bool,
+    namespaced: bool,
+}
+
+struct TokenEntry {
+    token: Box<[u8]>,
+    scope: Scope,
+}
+
+enum Mode {
+    /// Tokens are configured: every protected request needs one.
+    Tokens(Vec<TokenEntry>),
+    /// No tokens: only loopback clients are served.
+    Protected,
+    /// `CACHE_AUTH=disabled`: everyone is served with full access.
+    Disabled,
+}
+
+/// The configured access rules.
+pub struct Access {
+    mode: Mode,
+    default_scope: Scope,
+}
+
+/// An authenticated caller: the keyspace its keys live in.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub keyspace: Keyspace,
+}
+
+/// What a request needs from its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Read,
+    Write,
+    /// Redis-wide statistics: not for namespaced tokens.
+    Stats,
+    /// `/metrics`: any valid token.
+    Metrics,
+}
+
+impl Access {
+    pub fn from_config(config: &AuthConfig, keyspace: &Keyspace) -> Result<Self, ApiError> {
+        let default_scope = Scope {
+            keyspace: keyspace.clone(),
+            read_only: false,
+            namespaced: false,
+        };
+        let mode = if config.disabled {
+            Mode::Disabled
+        } else if let Some(tokens) = &config.tokens {
+            Mode::Tokens(parse_entries(tokens.expose(), config.source, keyspace)?)
+        } else {
+            Mode::Protected
+        };
+        Ok(Self {
+            mode,
+            default_scope,
+        })
+    }
+
+    /// A one-line description of the mode, logged at start.
+    pub fn describe(&self) -> String {
+        match &self.mode {
+            Mode::Tokens(entries) => {
+                format!("bearer tokens required ({} configured)", entries.len())
+            }
+            Mode::Protected => {
+                "protected mode: no CACHE_AUTH_TOKENS set, serving loopback clients only".into()
+            }
+            Mode::Disabled => {
+                "access control disabled by CACHE_AUTH=disabled: every client has full access"
+                    .into()
+            }
+        }
+    }
+
+    fn authorize(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
+        let need = need_of(req);
+        let scope = match &self.mode {
+            Mode::Disabled => &self.default_scope,
+            Mode::Protected => {
+                if !is_loopback(req) {
+                    return Err(ApiError::new(
+                        ErrorCode::Forbidden,
+                        "cachegate serves only loopback clients until access tokens are configured: set CACHE_AUTH_TOKENS (or CACHE_AUTH=disabled to serve everyone)",
+                    ));
+                }
+                &self.default_scope
+            }
+            Mode::Tokens(entries) => find_token(entries, bearer_token(req)?)?,
+        };
+        check_scope(scope, need)?;
+        Ok(Caller {
+            keyspace: scope.keyspace.clone(),
+        })
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match req.app_data::<web::Data<AppState>>() {
+            Some(state) => state.access.authorize(req),
+            None => Err(ApiError::internal()),
+        })
+    }
+}
+
+/// The operation's needs, from its route, method and query: reads are GET and HEAD, batch
+/// get, and TTL reads; `GET ?ttl=` writes, since it resets the TTL.
+fn need_of(req: &HttpRequest) -> Need {
+    let route = req.match_pattern();
+    match route.as_deref() {
+        Some("/v1/stats") => Need::Stats,
+        Some("/metrics") => Need::Metrics,
+        Some("/v1/batch/get") => Need::Read,
+        Some("/v1/cache/{key}") if req.method() == Method::GET && has_ttl_param(req) => Need::Write,
+        _ if req.method() == Method::GET || req.method() == Method::HEAD => Need::Read,
+        _ => Need::Write,
+    }
+}
+
+fn has_ttl_param(req: &HttpRequest) -> bool {
+    req.query_string()
+        .split('&')
+        .any(|pair| pair == "ttl" || pair.starts_with("ttl="))
+}
+
+fn check_scope(scope: &Scope, need: Need) -> Result<(), ApiError> {
+    let refuse = |why: &str| Err(ApiError::new(ErrorCode::Forbidden, why.to_string()));
+    match need {
+        Need::Write if scope.read_only => {
+            refuse("this token is read-only; the operation changes the cache")
+        }
+        Need::Stats if scope.namespaced => {
+            refuse("this token is confined to a namespace and cannot read Redis-wide statistics")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, message.to_string())
+}
+
+fn bearer_token(req: &HttpRequest) -> Result<&[u8], ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("send an access token as Authorization: Bearer <token>"))?
+        .as_bytes();
+    let scheme_len = "bearer ".len();
+    if value.len() > scheme_len && value[..scheme_len].eq_ignore_ascii_case(b"bearer ") {
+        Ok(value[scheme_len..].trim_ascii())
+    } else {
+        Err(unauthorized(
+            "the Authorization header must use the Bearer scheme",
+        ))
+    }
+}
+
+/// Compares against every entry in constant time, so timing tells nothing about which
+/// token, or how much of one, matched.
+fn find_token<'a>(entries: &'a [TokenEntry], presented: &[u8]) -> Result<&'a Scope, ApiError> {
+    let mut found = None;
+    for entry in entries {
+        if bool::from(entry.token.ct_eq(presented)) {
+            found = Some(&entry.scope);
+        }
+    }
+    found.ok_or_else(|| unauthorized("the access token is not valid"))
+}
+
+fn is_loopback(req: &HttpRequest) -> bool {
+    req.peer_addr().is_some_and(|addr| match addr.ip() {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    })
+}
+
+/// Parses `TOKEN`, `TOKEN:ro`, `TOKEN@NS`, `TOKEN@NS:ro` entries separated by commas or new
+/// lines; blank lines and `#` comments are skipped. Errors name the variable and the entry's
+/// position, never the token.
+fn parse_entries(
+    text: &str,
+    source: &str,
+    keyspace: &Keyspace,
+) -> Result<Vec<TokenEntry>, ApiError> {
+    let mut entries: Vec<TokenEntry> = Vec::new();
+    let items = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .flat_map(|line| line.split(','))
+        .map(str::trim)
+        .filter(|item| !item.is_empty());
+    for (index, item) in items.enumerate() {
+        let bad = |why: &str| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("{source} entry {} is malformed: {why}", index + 1),
+            )
+        };
+        let (rest, read_only) = match item.strip_suffix(":ro") {
+            Some(rest) => (rest, true),
+            None => (item, false),
+        };
+        let (token, namespace) = match rest.split_once('@') {
+            Some((token, ns)) => (token, Some(ns)),
+            None => (rest, None),
+        };
+        if token.is_empty()
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b",:@".contains(&b))
+        {
+            return Err(bad("a token is 1 or more visible ASCII characters other than , : @ (add :ro for read-only)"));
+        }
+        if let Some(ns) = namespace {
+            if ns.is_empty()
+                || !ns
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            {
+                return Err(bad("a namespace is made of A-Z a-z 0-9 _ . -"));
+            }
+        }
+        if entries.iter().any(|e| *e.token == *token.as_bytes()) {
+            return Err(bad("the same token appears twice"));
+        }
+        entries.push(TokenEntry {
+            token: token.as_bytes().into(),
+            scope: Scope {
+                keyspace: namespace.map_or_else(|| keyspace.clone(), |ns| keyspace.namespace(ns)),
+                read_only,
+                namespaced: namespace.is_some(),
+            },
+        });
+    }
+    if entries.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::Internal,
+            format!("{source} holds no token"),
+        ));
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<TokenEntry>, ApiError> {
+        parse_entries(text, "CACHE_AUTH_TOKENS", &Keyspace::new("p:"))
+    }
+
+    #[test]
+    fn parses_every_entry_form() {
+        let entries = parse("admin, reader:ro ,team@ns-1,viewer@ns_2.x:ro").unwrap();
+        assert_eq!(entries.len(), 4);
+        assert!(!entries[0].scope.read_only && !entries[0].scope.namespaced);
+        assert!(entries[1].scope.read_only);
+        assert_eq!(entries[2].scope.keyspace.prefix(), "p:ns-1:");
+        assert!(entries[3].scope.read_only && entries[3].scope.namespaced);
+    }
+
+    #[test]
+    fn file_form_skips_comments_and_blank_lines() {
+        let entries = parse("# tokens\n\nadmin\nreader:ro, other\n").unwrap();
+        assert_eq!(entries.len(), 3);
+    }
+
+    #[test]
+    fn malformed_entries_name_the_variable_but_not_the_token() {
+        for bad in [
+            "sec ret",
+            "tok@",
+            "tok@bad/ns",
+            "a@b@c",
+            "s3cret:rw",
+            "dup,dup",
+            "# only a comment",
+        ] {
+            let err = parse(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} was accepted"));
+            assert!(err.message.contains("CACHE_AUTH_TOKENS"), "{}", err.message);
+            assert!(
+                !err.message.contains("s3cret") && !err.message.contains("sec ret"),
+                "{}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn token_lookup_finds_the_exact_token() {
+        let entries = parse("alpha,alphabet:ro").unwrap();
+        assert!(!find_token(&entries, b"alpha").unwrap().read_only);
+        assert!(find_token(&entries, b"alphabet").unwrap().read_only);
+        assert!(find_token(&entries, b"alph").is_err());
+        assert!(find_token(&entries, b"").is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! Request bodies: media type, size limit and JSON validity, checked the same way for every
+//! endpoint that takes a body.
+
+use actix_web::web::{Bytes, Payload};
+use actix_web::{HttpMessage, HttpRequest};
+use serde::de::IgnoredAny;
+use serde_json::error::Category;
+
+use crate::error::{ApiError, ErrorCode};
+
+/// Reads a body sent as `application/json` (or `application/*+json`), refusing it with 413
+/// past `limit` bytes (early, from Content-Length, when the client declared it).
+pub async fn read_json_body(
+    req: &HttpRequest,
+    payload: Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    check_media_type(req)?;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_limit_exceeded)) => Err(too_large()),
+        Err(_) => Err(ApiError::invalid_request(
+            "the request body could not be read completely",
+        )),
+    }
+}
+
+fn check_media_type(req: &HttpRequest) -> Result<(), ApiError> {
+    let refuse = || {
+        ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the body as JSON with Content-Type: application/json",
+        )
+    };
+    let mime = req.mime_type().map_err(|_| refuse())?.ok_or_else(refuse)?;
+    let is_json = mime.type_() == mime::APPLICATION
+        && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON));
+    if is_json {
+        Ok(())
+    } else {
+        Err(refuse())
+    }
+}
+
+/// The deepest nesting of arrays and objects a value may have: serde_json's own limit, which
+/// batch bodies meet too, and far inside what JSON readers in other languages accept.
+pub const MAX_DEPTH: usize = 128;
+
+/// Checks that `bytes` are one complete JSON value without building a tree.
+pub fn validate_json(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    serde_json::from_slice::<IgnoredAny>(bytes).map(|_| ())
+}
+
+/// The deepest nesting of arrays and objects in valid JSON text (brackets in strings skipped).
+fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Whether stored bytes are UTF-8 JSON (another program may have written anything).
+pub fn is_json(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok() && validate_json(bytes).is_ok()
+}
+
+/// Validates a value's body: UTF-8, one JSON value, nested at most `MAX_DEPTH` deep.
+pub fn check_value(bytes: &[u8]) -> Result<(), ApiError> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            "the body is not valid UTF-8, so it is not JSON",
+        ));
+    }
+    validate_json(bytes).map_err(|e| invalid_json(&e))?;
+    if nesting_depth(bytes) > MAX_DEPTH {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body nests arrays and objects deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn invalid_json(err: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidJson,
+        format!("the body is not valid JSON: {err}"),
+    )
+}
+
+/// Maps a typed body's parse error: broken JSON is `invalid_json`, JSON of the wrong shape
+/// gets `shape_code` (invalid_request for batches, invalid_ttl for TTL updates).
+pub fn body_error(err: &serde_json::Error, shape_code: ErrorCode) -> ApiError {
+    match err.classify() {
+        Category::Syntax | Category::Eof | Category::Io => invalid_json(err),
+        Category::Data => ApiError::new(
+            shape_code,
+            format!("the body does not have the expected shape: {err}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_validation_accepts_any_value_and_refuses_garbage() {
+        for ok in [
+            &b"1"[..],
+            b"\"s\"",
+            b" {\"a\": [1, 2, null]} ",
+            b"null",
+            b"true",
+        ] {
+            assert!(check_value(ok).is_ok());
+        }
+        for bad in [&b""[..], b"{", b"{'a':1}", b"1 2", b"\xff", b"[1,]"] {
+            assert_eq!(check_value(bad).unwrap_err().code, ErrorCode::InvalidJson);
+        }
+    }
+
+    #[test]
+    fn invalid_json_names_line_and_column() {
+        let err = check_value(b"{\n  \"a\": }").unwrap_err();
+        assert!(err.message.contains("line 2"), "{}", err.message);
+        assert!(err.message.contains("column"), "{}", err.message);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        let err = check_value(deep.as_bytes()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidJson);
+        let limit = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(check_value(limit.as_bytes()).is_ok());
+        let over = "{\"a\":".repeat(MAX_DEPTH + 1) + "1" + &"}".repeat(MAX_DEPTH + 1);
+        assert!(check_value(over.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count_as_nesting() {
+        assert_eq!(nesting_depth(br#"["[[[", "\"{{", {"a": []}]"#), 3);
+        assert_eq!(nesting_depth(b"42"), 0);
+    }
+}

@@ -1,0 +1,551 @@
+//! Configuration, read once at start from `REDIS_*` and `CACHE_*` environment variables.
+//!
+//! envy does the parsing; this module adds what envy cannot: defaults that depend on the
+//! machine, cross-field checks, and error messages that name the full variable and what it
+//! accepts. Empty variables count as unset, so a Compose `.env` with blank lines is harmless.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A string that never prints itself: passwords and token lists.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Where Redis is and how to talk to it.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// The connection URL built from `REDIS_URL` or the host/port/... variables.
+    pub url: Secret,
+    pub host: String,
+    pub port: u16,
+    pub db: i64,
+    pub tls: bool,
+    pub default_ttl: u64,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+/// Access control as configured; the tokens themselves are parsed by `auth`.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// The raw token entries (`CACHE_AUTH_TOKENS` or the file's content), never printed.
+    pub tokens: Option<Secret>,
+    /// The variable the tokens came from, for error messages.
+    pub source: &'static str,
+    /// `CACHE_AUTH=disabled`: serve every client without tokens.
+    pub disabled: bool,
+}
+
+/// Everything cachegate reads from the environment.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub redis: RedisConfig,
+    pub http_host: String,
+    pub http_port: u16,
+    pub key_prefix: String,
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    pub max_batch_bytes: usize,
+    pub max_ttl: u64,
+    pub auth: AuthConfig,
+    /// None: pretty on a terminal, JSON otherwise.
+    pub log_format: Option<LogFormat>,
+    pub slow_threshold: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// A configuration error: names the variable and what it accepts, never a secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+struct RedisEnv {
+    url: Option<Secret>,
+    #[serde(default = "default_redis_host")]
+    host: String,
+    #[serde(default = "default_redis_port")]
+    port: u16,
+    username: Option<String>,
+    password: Option<Secret>,
+    #[serde(default)]
+    db: i64,
+    #[serde(default = "default_ttl")]
+    ttl: u64,
+    pool_size: Option<usize>,
+    #[serde(default = "default_connect_timeout_ms")]
+    connect_timeout_ms: u64,
+    #[serde(default = "default_command_timeout_ms")]
+    command_timeout_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct CacheEnv {
+    #[serde(default = "default_http_host")]
+    host: String,
+    #[serde(default = "default_http_port")]
+    port: u16,
+    #[serde(default)]
+    key_prefix: String,
+    #[serde(default = "default_max_key_bytes")]
+    max_key_bytes: usize,
+    #[serde(default = "default_max_value_bytes")]
+    max_value_bytes: usize,
+    #[serde(default = "default_max_batch_bytes")]
+    max_batch_bytes: usize,
+    #[serde(default = "default_max_ttl")]
+    max_ttl: u64,
+    auth_tokens: Option<Secret>,
+    auth_tokens_file: Option<PathBuf>,
+    auth: Option<String>,
+    log_format: Option<String>,
+    #[serde(default = "default_slow_ms")]
+    slow_ms: u64,
+    #[serde(default = "default_shutdown_timeout_s")]
+    shutdown_timeout_s: u64,
+}
+
+fn default_redis_host() -> String {
+    "localhost".into()
+}
+fn default_redis_port() -> u16 {
+    6379
+}
+fn default_ttl() -> u64 {
+    900
+}
+fn default_connect_timeout_ms() -> u64 {
+    10_000
+}
+fn default_command_timeout_ms() -> u64 {
+    1_000
+}
+fn default_http_host() -> String {
+    "0.0.0.0".into()
+}
+fn default_http_port() -> u16 {
+    8080
+}
+fn default_max_key_bytes() -> usize {
+    1024
+}
+fn default_max_value_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_batch_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_max_ttl() -> u64 {
+    2_592_000
+}
+fn default_slow_ms() -> u64 {
+    100
+}
+fn default_shutdown_timeout_s() -> u64 {
+    30
+}
+
+/// Twice the cores: enough multiplexed connections to keep Redis busy without
+/// making the connections fight for the same cores.
+pub fn default_pool_size() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
+}
+
+/// What each variable accepts, appended to parse errors so the message says how to fix it.
+const ACCEPTS: &[(&str, &str)] = &[
+    ("REDIS_URL", "a redis:// or rediss:// URL"),
+    ("REDIS_PORT", "a port number 1-65535"),
+    ("REDIS_DB", "a database number 0 or more"),
+    ("REDIS_TTL", "whole seconds from 1 to CACHE_MAX_TTL"),
+    ("REDIS_POOL_SIZE", "a whole number from 1 to 1024"),
+    ("REDIS_CONNECT_TIMEOUT_MS", "milliseconds from 1 to 600000"),
+    ("REDIS_COMMAND_TIMEOUT_MS", "milliseconds from 1 to 600000"),
+    ("CACHE_PORT", "a port number 0-65535"),
+    ("CACHE_MAX_KEY_BYTES", "a whole number from 1 to 65536"),
+    (
+        "CACHE_MAX_VALUE_BYTES",
+        "a whole number of bytes from 1 to 536870912",
+    ),
+    (
+        "CACHE_MAX_BATCH_BYTES",
+        "a whole number of bytes from 1 to 1073741824",
+    ),
+    ("CACHE_MAX_TTL", "whole seconds from 1 to 315360000"),
+    ("CACHE_AUTH", "`disabled`"),
+    ("CACHE_LOG_FORMAT", "`json` or `pretty`"),
+    ("CACHE_SLOW_MS", "milliseconds, 0 or more"),
+    ("CACHE_SHUTDOWN_TIMEOUT_S", "whole seconds, 0 or more"),
+];
+
+fn accepts(variable: &str) -> &'static str {
+    ACCEPTS
+        .iter()
+        .find(|(name, _)| *name == variable)
+        .map_or("a valid value", |(_, what)| what)
+}
+
+fn invalid(variable: &str) -> ConfigError {
+    ConfigError(format!(
+        "{variable} is invalid: it accepts {}",
+        accepts(variable)
+    ))
+}
+
+/// envy names the variable without its prefix (`provided by PORT`); restore the full name.
+/// Its parse errors only come from numeric and enum fields, so they hold no secret.
+fn envy_error(prefix: &str, err: envy::Error) -> ConfigError {
+    match err {
+        envy::Error::MissingValue(field) => {
+            ConfigError(format!("{prefix}{} is required", field.to_uppercase()))
+        }
+        envy::Error::Custom(message) => {
+            let variable = message
+                .rsplit_once(" provided by ")
+                .map(|(_, name)| format!("{prefix}{name}"))
+                .unwrap_or_else(|| format!("a {prefix}* variable"));
+            let message = message.replace(" provided by ", &format!(" provided by {prefix}"));
+            ConfigError(format!(
+                "{variable} is invalid ({message}): it accepts {}",
+                accepts(&variable)
+            ))
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads configuration from the given variables (the process environment, or a test's).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(name, value)| {
+                !value.is_empty() && (name.starts_with("REDIS_") || name.starts_with("CACHE_"))
+            })
+            .collect();
+        let redis_env: RedisEnv = envy::prefixed("REDIS_")
+            .from_iter(vars.iter().cloned())
+            .map_err(|e| envy_error("REDIS_", e))?;
+        let cache_env: CacheEnv = envy::prefixed("CACHE_")
+            .from_iter(vars)
+            .map_err(|e| envy_error("CACHE_", e))?;
+        Self::validate(redis_env, cache_env)
+    }
+
+    fn validate(redis: RedisEnv, cache: CacheEnv) -> Result<Self, ConfigError> {
+        check_range("CACHE_MAX_TTL", cache.max_ttl, 1, 315_360_000)?;
+        if redis.ttl == 0 || redis.ttl > cache.max_ttl {
+            return Err(ConfigError(format!(
+                "REDIS_TTL is invalid: it accepts whole seconds from 1 to CACHE_MAX_TTL ({})",
+                cache.max_ttl
+            )));
+        }
+        let pool_size = redis.pool_size.unwrap_or_else(default_pool_size);
+        check_range("REDIS_POOL_SIZE", pool_size as u64, 1, 1024)?;
+        check_range(
+            "REDIS_CONNECT_TIMEOUT_MS",
+            redis.connect_timeout_ms,
+            1,
+            600_000,
+        )?;
+        check_range(
+            "REDIS_COMMAND_TIMEOUT_MS",
+            redis.command_timeout_ms,
+            1,
+            600_000,
+        )?;
+        check_range("REDIS_PORT", u64::from(redis.port), 1, 65_535)?;
+        if redis.db < 0 {
+            return Err(invalid("REDIS_DB"));
+        }
+        check_range("CACHE_MAX_KEY_BYTES", cache.max_key_bytes as u64, 1, 65_536)?;
+        check_range(
+            "CACHE_MAX_VALUE_BYTES",
+            cache.max_value_bytes as u64,
+            1,
+            512 << 20,
+        )?;
+        check_range(
+            "CACHE_MAX_BATCH_BYTES",
+            cache.max_batch_bytes as u64,
+            1,
+            1 << 30,
+        )?;
+        let auth = auth_config(&cache)?;
+        let log_format = match cache.log_format.as_deref() {
+            None => None,
+            Some("json") => Some(LogFormat::Json),
+            Some("pretty") => Some(LogFormat::Pretty),
+            Some(_) => return Err(invalid("CACHE_LOG_FORMAT")),
+        };
+        let redis = redis_config(redis, pool_size)?;
+        Ok(Config {
+            redis,
+            http_host: cache.host,
+            http_port: cache.port,
+            key_prefix: cache.key_prefix,
+            max_key_bytes: cache.max_key_bytes,
+            max_value_bytes: cache.max_value_bytes,
+            max_batch_bytes: cache.max_batch_bytes,
+            max_ttl: cache.max_ttl,
+            auth,
+            log_format,
+            slow_threshold: Duration::from_millis(cache.slow_ms),
+            shutdown_timeout: Duration::from_secs(cache.shutdown_timeout_s),
+        })
+    }
+
+    /// A configuration for tests and embedding: defaults everywhere, Redis at `url`.
+    pub fn for_redis_url(url: &str) -> Result<Self, ConfigError> {
+        Self::from_vars([("REDIS_URL".to_string(), url.to_string())])
+    }
+}
+
+fn check_range(variable: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(variable))
+    }
+}
+
+fn auth_config(cache: &CacheEnv) -> Result<AuthConfig, ConfigError> {
+    let disabled = match cache.auth.as_deref() {
+        None => false,
+        Some("disabled") => true,
+        Some(_) => return Err(invalid("CACHE_AUTH")),
+    };
+    let mut source = "CACHE_AUTH_TOKENS";
+    let tokens = match (&cache.auth_tokens, &cache.auth_tokens_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError(
+                "CACHE_AUTH_TOKENS and CACHE_AUTH_TOKENS_FILE are both set: set only one".into(),
+            ))
+        }
+        (Some(tokens), None) => Some(tokens.clone()),
+        (None, Some(path)) => {
+            source = "CACHE_AUTH_TOKENS_FILE";
+            Some(Secret::new(std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!(
+                    "CACHE_AUTH_TOKENS_FILE is invalid: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?))
+        }
+        (None, None) => None,
+    };
+    if disabled && tokens.is_some() {
+        return Err(ConfigError(
+            "CACHE_AUTH=disabled cannot be combined with CACHE_AUTH_TOKENS or CACHE_AUTH_TOKENS_FILE"
+                .into(),
+        ));
+    }
+    Ok(AuthConfig {
+        tokens,
+        source,
+        disabled,
+    })
+}
+
+fn redis_config(env: RedisEnv, pool_size: usize) -> Result<RedisConfig, ConfigError> {
+    let (url, host, port, db, tls) = match env.url {
+        Some(url) => {
+            let info = parse_redis_url(url.expose())?;
+            (url, info.0, info.1, info.2, info.3)
+        }
+        None => {
+            let url = build_url(&env);
+            (url, env.host, env.port, env.db, false)
+        }
+    };
+    Ok(RedisConfig {
+        url,
+        host,
+        port,
+        db,
+        tls,
+        default_ttl: env.ttl,
+        pool_size,
+        connect_timeout: Duration::from_millis(env.connect_timeout_ms),
+        command_timeout: Duration::from_millis(env.command_timeout_ms),
+    })
+}
+
+/// Host, port, db and TLS of a `REDIS_URL`, for stats; the error never echoes the URL,
+/// which may hold a password.
+fn parse_redis_url(url: &str) -> Result<(String, u16, i64, bool), ConfigError> {
+    use redis::IntoConnectionInfo;
+    let tls = url.starts_with("rediss://");
+    if !tls && !url.starts_with("redis://") {
+        return Err(invalid("REDIS_URL"));
+    }
+    let info = url
+        .into_connection_info()
+        .map_err(|_| invalid("REDIS_URL"))?;
+    let (host, port) = match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+        redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
+        _ => return Err(invalid("REDIS_URL")),
+    };
+    Ok((host, port, info.redis_settings().db(), tls))
+}
+
+/// Builds a `redis://` URL from the separate variables, percent-encoding the credentials.
+fn build_url(env: &RedisEnv) -> Secret {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let encode = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    let credentials = match (&env.username, &env.password) {
+        (Some(user), Some(password)) => format!("{}:{}@", encode(user), encode(password.expose())),
+        (None, Some(password)) => format!(":{}@", encode(password.expose())),
+        (Some(user), None) => format!("{}@", encode(user)),
+        (None, None) => String::new(),
+    };
+    let host = if env.host.contains(':') {
+        format!("[{}]", env.host)
+    } else {
+        env.host.clone()
+    };
+    Secret::new(format!(
+        "redis://{credentials}{host}:{}/{}",
+        env.port, env.db
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let cfg = config(&[]).unwrap();
+        assert_eq!(cfg.redis.host, "localhost");
+        assert_eq!(cfg.redis.port, 6379);
+        assert_eq!(cfg.redis.default_ttl, 900);
+        assert_eq!(cfg.redis.command_timeout, Duration::from_millis(1000));
+        assert_eq!(cfg.http_port, 8080);
+        assert_eq!(cfg.max_value_bytes, 1 << 20);
+        assert_eq!(cfg.redis.url.expose(), "redis://localhost:6379/0");
+        assert!(cfg.redis.pool_size >= 1);
+    }
+
+    #[test]
+    fn url_wins_over_separate_variables() {
+        let cfg = config(&[
+            ("REDIS_URL", "rediss://cache.example:6380/3"),
+            ("REDIS_HOST", "ignored"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (cfg.redis.host.as_str(), cfg.redis.port),
+            ("cache.example", 6380)
+        );
+        assert_eq!(cfg.redis.db, 3);
+        assert!(cfg.redis.tls);
+    }
+
+    #[test]
+    fn password_is_percent_encoded_and_never_debug_printed() {
+        let cfg = config(&[("REDIS_PASSWORD", "p@ss:w/rd"), ("REDIS_USERNAME", "app")]).unwrap();
+        assert_eq!(
+            cfg.redis.url.expose(),
+            "redis://app:p%40ss%3Aw%2Frd@localhost:6379/0"
+        );
+        assert!(!format!("{cfg:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_what_it_accepts() {
+        let err = config(&[("REDIS_PORT", "abc")]).unwrap_err().0;
+        assert!(err.contains("REDIS_PORT"), "{err}");
+        assert!(err.contains("port number"), "{err}");
+        let err = config(&[("CACHE_LOG_FORMAT", "xml")]).unwrap_err().0;
+        assert!(
+            err.contains("CACHE_LOG_FORMAT") && err.contains("json"),
+            "{err}"
+        );
+        let err = config(&[("REDIS_TTL", "0")]).unwrap_err().0;
+        assert!(err.contains("REDIS_TTL"), "{err}");
+        let err = config(&[("REDIS_TTL", "100"), ("CACHE_MAX_TTL", "50")])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("REDIS_TTL"), "{err}");
+        let err = config(&[("REDIS_URL", "http://x")]).unwrap_err().0;
+        assert!(err.contains("REDIS_URL"), "{err}");
+        let err = config(&[("REDIS_POOL_SIZE", "0")]).unwrap_err().0;
+        assert!(err.contains("REDIS_POOL_SIZE"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_url_error_does_not_echo_the_password() {
+        let err = config(&[("REDIS_URL", "redis://:hunter2@[bad")])
+            .unwrap_err()
+            .0;
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        let cfg = config(&[
+            ("REDIS_PASSWORD", ""),
+            ("REDIS_POOL_SIZE", ""),
+            ("CACHE_AUTH", ""),
+        ]);
+        assert!(cfg.is_ok());
+    }
+
+    #[test]
+    fn auth_settings_conflicts_are_refused_without_echoing_tokens() {
+        let err = config(&[("CACHE_AUTH", "disabled"), ("CACHE_AUTH_TOKENS", "s3cret")])
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("CACHE_AUTH") && !err.contains("s3cret"),
+            "{err}"
+        );
+        let err = config(&[("CACHE_AUTH", "off")]).unwrap_err().0;
+        assert!(err.contains("CACHE_AUTH"), "{err}");
+    }
+}

@@ -1,0 +1,174 @@
+//! The one error type: every failure, from any layer, becomes the contract's JSON envelope
+//! `{"error": {"code": "...", "message": "..."}}` with the matching status and headers.
+
+use std::fmt;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Machine-readable error codes of the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidKey,
+    InvalidTtl,
+    InvalidJson,
+    InvalidPattern,
+    InvalidRequest,
+    Unauthorized,
+    Forbidden,
+    KeyNotFound,
+    NotFound,
+    MethodNotAllowed,
+    WrongType,
+    NotJson,
+    PreconditionFailed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    BackendUnavailable,
+    BackendTimeout,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            InvalidKey | InvalidTtl | InvalidJson | InvalidPattern | InvalidRequest => {
+                StatusCode::BAD_REQUEST
+            }
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            Forbidden => StatusCode::FORBIDDEN,
+            KeyNotFound | NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            WrongType | NotJson => StatusCode::CONFLICT,
+            PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The error body: `{"error": {"code": ..., "message": ...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "key_not_found", "message": "no value is cached under key 'user:1'"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// A human-readable explanation; never holds a secret or internal detail.
+    pub message: String,
+}
+
+/// A failed request: its code, a message for humans, and the `Allow` header of a 405.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    allow: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            allow: None,
+        }
+    }
+
+    pub fn method_not_allowed(allowed: &str) -> Self {
+        Self {
+            allow: Some(allowed.to_string()),
+            ..Self::new(
+                ErrorCode::MethodNotAllowed,
+                format!("this route does not support that method; it allows {allowed}"),
+            )
+        }
+    }
+
+    pub fn key_not_found(key: &str) -> Self {
+        Self::new(
+            ErrorCode::KeyNotFound,
+            format!("no value is cached under key '{}'", printable(key)),
+        )
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(ErrorCode::Internal, "internal error; see the service log")
+    }
+}
+
+/// Keys echoed into messages are shortened so a 1 KiB key does not bloat every 404.
+fn printable(key: &str) -> String {
+    const MAX_CHARS: usize = 200;
+    if key.chars().count() <= MAX_CHARS {
+        key.to_string()
+    } else {
+        let head: String = key.chars().take(MAX_CHARS).collect();
+        format!("{head}…")
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        match self.code {
+            ErrorCode::BackendUnavailable => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ErrorCode::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            _ => {}
+        }
+        if let Some(allow) = &self.allow {
+            response.insert_header((header::ALLOW, allow.as_str()));
+        }
+        response.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_snake_case() {
+        let json = serde_json::to_string(&ErrorCode::UnsupportedMediaType).unwrap();
+        assert_eq!(json, "\"unsupported_media_type\"");
+    }
+
+    #[test]
+    fn long_keys_are_shortened_in_messages() {
+        let err = ApiError::key_not_found(&"k".repeat(1000));
+        assert!(err.message.len() < 300);
+    }
+}

@@ -1,0 +1,48 @@
+//! `GET /openapi.json` and the interactive docs at `/docs`, every asset served from the binary.
+
+use std::sync::{Arc, OnceLock};
+
+use actix_web::{web, HttpResponse};
+use utoipa_swagger_ui::Config;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::openapi::document_json;
+
+static DOCUMENT: OnceLock<String> = OnceLock::new();
+
+/// The OpenAPI 3.1 document.
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(DOCUMENT.get_or_init(document_json).as_str())
+}
+
+/// `/docs` itself: Swagger UI's page with a base so its relative asset links resolve under
+/// `/docs/` even without the trailing slash.
+pub async fn docs_index() -> Result<HttpResponse, ApiError> {
+    let page = swagger_file("index.html")?;
+    let html =
+        String::from_utf8_lossy(&page.1).replacen("<head>", "<head><base href=\"/docs/\">", 1);
+    Ok(HttpResponse::Ok().content_type(page.0).body(html))
+}
+
+/// An asset under `/docs/`.
+pub async fn docs_asset(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let (content_type, bytes) = swagger_file(&path.into_inner())?;
+    Ok(HttpResponse::Ok().content_type(content_type).body(bytes))
+}
+
+fn swagger_file(path: &str) -> Result<(String, Vec<u8>), ApiError> {
+    let config = Arc::new(Config::from("/openapi.json"));
+    match utoipa_swagger_ui::serve(path, config) {
+        Ok(Some(file)) => Ok((file.content_type, file.bytes.into_owned())),
+        Ok(None) => Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no such documentation page",
+        )),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot serve the API docs");
+            Err(ApiError::internal())
+        }
+    }
+}

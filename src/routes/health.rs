@@ -1,0 +1,73 @@
+//! `/health` (liveness) and `/health/ready` (Redis answers PING within 1 s).
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::state::AppState;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `healthy` or `unhealthy`.
+    #[schema(example = "healthy")]
+    pub status: &'static str,
+    pub redis: RedisHealth,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RedisHealth {
+    pub connected: bool,
+    /// The PING round trip in milliseconds, when connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 0.4)]
+    pub latency_ms: Option<f64>,
+    /// Why Redis is not ready, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The process is up and serving.
+pub async fn liveness() -> HttpResponse {
+    HttpResponse::Ok().json(Liveness { status: "ok" })
+}
+
+/// Redis answers PING within 1 s.
+pub async fn readiness(state: web::Data<AppState>) -> HttpResponse {
+    let ping = tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await;
+    match ping {
+        Ok(Ok(latency)) => HttpResponse::Ok().json(Readiness {
+            status: "healthy",
+            redis: RedisHealth {
+                connected: true,
+                latency_ms: Some(latency.as_secs_f64() * 1000.0),
+                error: None,
+            },
+        }),
+        outcome => {
+            let error = match outcome {
+                Ok(Err(err)) => crate::routes::store_error(err).message,
+                _ => "Redis did not answer PING within 1 s".to_string(),
+            };
+            HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "1"))
+                .json(Readiness {
+                    status: "unhealthy",
+                    redis: RedisHealth {
+                        connected: false,
+                        latency_ms: None,
+                        error: Some(error),
+                    },
+                })
+        }
+    }
+}

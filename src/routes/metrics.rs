@@ -1,0 +1,44 @@
+//! `GET /metrics`: Prometheus text exposition.
+
+use std::sync::OnceLock;
+
+use actix_web::{web, HttpResponse};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::auth::Caller;
+use crate::state::AppState;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once (several in-process servers share it in tests).
+pub fn recorder() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// Metrics in the Prometheus text format.
+pub async fn get_metrics(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
+    let pool = state.store.pool_status();
+    metrics::gauge!("cachegate_pool_max_size").set(pool.max_size as f64);
+    metrics::gauge!("cachegate_pool_size").set(pool.size as f64);
+    metrics::gauge!("cachegate_pool_available").set(pool.available as f64);
+    metrics::gauge!("cachegate_pool_waiting").set(pool.waiting as f64);
+    let body = recorder().map(|handle| {
+        handle.run_upkeep();
+        handle.render()
+    });
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(body.unwrap_or_default())
+}

@@ -1,0 +1,111 @@
+//! `GET /v1/stats`: Redis, service, pool and configuration figures in one document.
+
+use std::sync::atomic::Ordering;
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::state::AppState;
+use crate::store::info::{hit_rate, parse_info, RedisStats};
+
+#[derive(Serialize, ToSchema)]
+pub struct Stats {
+    /// Whether Redis answered this request.
+    pub connected: bool,
+    /// `ready` or `unavailable`.
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    /// null when Redis is unreachable.
+    pub redis: Option<RedisStats>,
+    pub service: ServiceStats,
+    pub pool: PoolStats,
+    pub config: ConfigStats,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ServiceStats {
+    #[schema(example = "0.1.0")]
+    pub version: &'static str,
+    pub uptime_seconds: u64,
+    /// Requests served, any route.
+    pub requests: u64,
+    /// Key lookups that found a value (GET, HEAD, each key of a batch get).
+    pub hits: u64,
+    pub misses: u64,
+    /// Responses with a 5xx status.
+    pub errors: u64,
+    /// hits / (hits + misses); null before the first lookup.
+    pub hit_rate: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PoolStats {
+    pub max_size: usize,
+    pub size: usize,
+    pub available: usize,
+    pub waiting: usize,
+}
+
+/// The configuration, without any secret.
+#[derive(Serialize, ToSchema)]
+pub struct ConfigStats {
+    pub host: String,
+    pub port: u16,
+    pub db: i64,
+    pub default_ttl: u64,
+    pub tls: bool,
+    pub key_prefix: String,
+}
+
+/// Redis, service and pool statistics; 200 even when Redis is down.
+pub async fn get_stats(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
+    let redis = state
+        .store
+        .info()
+        .await
+        .ok()
+        .map(|text| parse_info(&text, state.config.redis.db));
+    HttpResponse::Ok().json(collect(&state, redis))
+}
+
+fn collect(state: &AppState, redis: Option<RedisStats>) -> Stats {
+    let counters = &state.counters;
+    let hits = counters.hits.load(Ordering::Relaxed);
+    let misses = counters.misses.load(Ordering::Relaxed);
+    let pool = state.store.pool_status();
+    let config = &state.config;
+    Stats {
+        connected: redis.is_some(),
+        status: if redis.is_some() {
+            "ready"
+        } else {
+            "unavailable"
+        },
+        redis,
+        service: ServiceStats {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: state.started.elapsed().as_secs(),
+            requests: counters.requests.load(Ordering::Relaxed),
+            hits,
+            misses,
+            errors: counters.errors.load(Ordering::Relaxed),
+            hit_rate: hit_rate(hits, misses),
+        },
+        pool: PoolStats {
+            max_size: pool.max_size,
+            size: pool.size,
+            available: pool.available,
+            waiting: pool.waiting,
+        },
+        config: ConfigStats {
+            host: config.redis.host.clone(),
+            port: config.redis.port,
+            db: config.redis.db,
+            default_ttl: config.redis.default_ttl,
+            tls: config.redis.tls,
+            key_prefix: config.key_prefix.clone(),
+        },
+    }
+}

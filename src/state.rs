@@ -1,0 +1,79 @@
+//! What every request handler shares: the store, the limits, and the service's counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::auth::Access;
+use crate::config::Config;
+use crate::keys::{Keyspace, Ttl};
+use crate::store::Store;
+
+/// Size and TTL limits from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    pub max_batch_bytes: usize,
+    pub max_ttl: u64,
+    pub default_ttl: Ttl,
+}
+
+/// The service's own counters, reported by `/v1/stats`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl Counters {
+    /// Counts one key lookup (GET, HEAD, each key of a batch get).
+    pub fn lookup(&self, hit: bool) {
+        let (counter, label) = if hit {
+            (&self.hits, "hit")
+        } else {
+            (&self.misses, "miss")
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("cachegate_cache_lookups_total", "result" => label).increment(1);
+    }
+
+    pub fn lookups(&self, hits: u64, misses: u64) {
+        self.hits.fetch_add(hits, Ordering::Relaxed);
+        self.misses.fetch_add(misses, Ordering::Relaxed);
+        metrics::counter!("cachegate_cache_lookups_total", "result" => "hit").increment(hits);
+        metrics::counter!("cachegate_cache_lookups_total", "result" => "miss").increment(misses);
+    }
+}
+
+pub struct AppState {
+    pub store: Store,
+    pub limits: Limits,
+    pub counters: Counters,
+    pub access: Access,
+    pub config: Config,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Self, String> {
+        let store = Store::new(&config.redis, config.slow_threshold)?;
+        let keyspace = Keyspace::new(&config.key_prefix);
+        let access = Access::from_config(&config.auth, &keyspace).map_err(|e| e.to_string())?;
+        Ok(Self {
+            store,
+            limits: Limits {
+                max_key_bytes: config.max_key_bytes,
+                max_value_bytes: config.max_value_bytes,
+                max_batch_bytes: config.max_batch_bytes,
+                max_ttl: config.max_ttl,
+                default_ttl: Ttl::from_config(config.redis.default_ttl),
+            },
+            counters: Counters::default(),
+            access,
+            config,
+            started: Instant::now(),
+        })
+    }
+}
