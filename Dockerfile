@@ -4,7 +4,7 @@
 
 # ---- builder ----------------------------------------------------------------------------------
 # Keep the tag >= rust-version in Cargo.toml (tests/deployment.rs checks it).
-FROM rust:1.88-bookworm AS builder
+FROM rust:1.95-bookworm AS builder
 WORKDIR /build
 
 # Dependencies first, in their own layer: build them against stub sources, so this layer is reused
