@@ -62,7 +62,9 @@ enum Need {
 }
 
 impl Access {
-    pub fn from_config(config: &AuthConfig, keyspace: &Keyspace) -> Result<Self, ApiError> {
+    /// Fails on a malformed token entry, with a message that names the variable (never the
+    /// token): the start must stop.
+    pub fn from_config(config: &AuthConfig, keyspace: &Keyspace) -> Result<Self, String> {
         let default_scope = Scope {
             keyspace: keyspace.clone(),
             read_only: false,
@@ -145,10 +147,12 @@ fn need_of(req: &HttpRequest) -> Need {
     }
 }
 
+/// Decodes the names as the handler's query extractor will (`t%74l=5` is `ttl=5`), so a
+/// read-only token cannot slip a TTL reset past the check. A query that does not parse
+/// counts as naming `ttl`: refusing is the safe side.
 fn has_ttl_param(req: &HttpRequest) -> bool {
-    req.query_string()
-        .split('&')
-        .any(|pair| pair == "ttl" || pair.starts_with("ttl="))
+    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map_or(true, |pairs| pairs.iter().any(|(name, _)| name == "ttl"))
 }
 
 fn check_scope(scope: &Scope, need: Need) -> Result<(), ApiError> {
@@ -208,26 +212,19 @@ fn is_loopback(req: &HttpRequest) -> bool {
 /// Parses `TOKEN`, `TOKEN:ro`, `TOKEN@NS`, `TOKEN@NS:ro` entries separated by commas or new
 /// lines; blank lines and `#` comments are skipped. Errors name the variable and the entry's
 /// position, never the token.
-fn parse_entries(
-    text: &str,
-    source: &str,
-    keyspace: &Keyspace,
-) -> Result<Vec<TokenEntry>, ApiError> {
+fn parse_entries(text: &str, source: &str, keyspace: &Keyspace) -> Result<Vec<TokenEntry>, String> {
+    // `#` starts a comment only in the file: in the variable it is a token character.
+    let comments = source == "CACHE_AUTH_TOKENS_FILE";
     let mut entries: Vec<TokenEntry> = Vec::new();
     let items = text
         .lines()
         .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter(|line| !(line.is_empty() || comments && line.starts_with('#')))
         .flat_map(|line| line.split(','))
         .map(str::trim)
         .filter(|item| !item.is_empty());
     for (index, item) in items.enumerate() {
-        let bad = |why: &str| {
-            ApiError::new(
-                ErrorCode::Internal,
-                format!("{source} entry {} is malformed: {why}", index + 1),
-            )
-        };
+        let bad = |why: &str| format!("{source} entry {} is malformed: {why}", index + 1);
         let (rest, read_only) = match item.strip_suffix(":ro") {
             Some(rest) => (rest, true),
             None => (item, false),
@@ -265,10 +262,7 @@ fn parse_entries(
         });
     }
     if entries.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::Internal,
-            format!("{source} holds no token"),
-        ));
+        return Err(format!("{source} holds no token"));
     }
     Ok(entries)
 }
@@ -276,9 +270,14 @@ fn parse_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::test::TestRequest;
 
-    fn parse(text: &str) -> Result<Vec<TokenEntry>, ApiError> {
-        parse_entries(text, "CACHE_AUTH_TOKENS", &Keyspace::new("p:"))
+    fn parse_from(text: &str, source: &str) -> Result<Vec<TokenEntry>, String> {
+        parse_entries(text, source, &Keyspace::new("p:"))
+    }
+
+    fn parse(text: &str) -> Result<Vec<TokenEntry>, String> {
+        parse_from(text, "CACHE_AUTH_TOKENS")
     }
 
     #[test]
@@ -293,8 +292,16 @@ mod tests {
 
     #[test]
     fn file_form_skips_comments_and_blank_lines() {
-        let entries = parse("# tokens\n\nadmin\nreader:ro, other\n").unwrap();
+        let text = "# tokens\n\n  # indented comment, with a comma\nadmin\r\nreader:ro, other\n";
+        let entries = parse_from(text, "CACHE_AUTH_TOKENS_FILE").unwrap();
         assert_eq!(entries.len(), 3);
+    }
+
+    #[test]
+    fn a_hash_is_a_token_character_in_the_variable() {
+        let entries = parse("#hash-token,other").unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(find_token(&entries, b"#hash-token").is_ok());
     }
 
     #[test]
@@ -305,19 +312,25 @@ mod tests {
             "tok@bad/ns",
             "a@b@c",
             "s3cret:rw",
+            "s3cret:RO",
+            "s3cret\u{e9}",
             "dup,dup",
-            "# only a comment",
+            "",
+            " , ",
         ] {
             let err = parse(bad)
                 .err()
-                .unwrap_or_else(|| panic!("{bad} was accepted"));
-            assert!(err.message.contains("CACHE_AUTH_TOKENS"), "{}", err.message);
+                .unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            assert!(err.contains("CACHE_AUTH_TOKENS"), "{err}");
             assert!(
-                !err.message.contains("s3cret") && !err.message.contains("sec ret"),
-                "{}",
-                err.message
+                !err.contains("s3cret") && !err.contains("sec ret") && !err.contains("dup,"),
+                "{err}"
             );
         }
+        let err = parse_from("# only a comment", "CACHE_AUTH_TOKENS_FILE")
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("CACHE_AUTH_TOKENS_FILE"), "{err}");
     }
 
     #[test]
@@ -327,5 +340,30 @@ mod tests {
         assert!(find_token(&entries, b"alphabet").unwrap().read_only);
         assert!(find_token(&entries, b"alph").is_err());
         assert!(find_token(&entries, b"").is_err());
+    }
+
+    #[test]
+    fn the_ttl_parameter_is_seen_however_it_is_encoded() {
+        let named = |query: &str| has_ttl_param(&TestRequest::with_uri(query).to_http_request());
+        assert!(named("/v1/cache/k?ttl=5"));
+        assert!(named("/v1/cache/k?a=1&ttl"));
+        assert!(named("/v1/cache/k?t%74l=5"));
+        assert!(named("/v1/cache/k?%74%74%6C=5"));
+        assert!(!named("/v1/cache/k"));
+        assert!(!named("/v1/cache/k?ttlx=5&xttl=1"));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_required() {
+        let token = |value: &str| {
+            let req = TestRequest::default()
+                .insert_header((header::AUTHORIZATION, value))
+                .to_http_request();
+            bearer_token(&req).map(<[u8]>::to_vec).map_err(|e| e.code)
+        };
+        assert_eq!(token("Bearer abc"), Ok(b"abc".to_vec()));
+        assert_eq!(token("bearer  abc "), Ok(b"abc".to_vec()));
+        assert_eq!(token("Basic abc"), Err(ErrorCode::Unauthorized));
+        assert_eq!(token("Bearer"), Err(ErrorCode::Unauthorized));
     }
 }

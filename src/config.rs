@@ -256,11 +256,13 @@ impl Config {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        // A later setting of the same variable wins, as in a shell; empty means unset.
         let vars: Vec<(String, String)> = vars
             .into_iter()
-            .filter(|(name, value)| {
-                !value.is_empty() && (name.starts_with("REDIS_") || name.starts_with("CACHE_"))
-            })
+            .filter(|(name, _)| name.starts_with("REDIS_") || name.starts_with("CACHE_"))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
             .collect();
         let redis_env: RedisEnv = envy::prefixed("REDIS_")
             .from_iter(vars.iter().cloned())
@@ -311,6 +313,9 @@ impl Config {
             1 << 30,
         )?;
         let auth = auth_config(&cache)?;
+        // Malformed token entries stop the start here, where every other bad value does.
+        crate::auth::Access::from_config(&auth, &crate::keys::Keyspace::new(&cache.key_prefix))
+            .map_err(ConfigError)?;
         let log_format = match cache.log_format.as_deref() {
             None => None,
             Some("json") => Some(LogFormat::Json),
@@ -524,6 +529,23 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_later_setting_of_a_variable_wins() {
+        let cfg = config(&[("CACHE_PORT", "1"), ("CACHE_PORT", "2")]).unwrap();
+        assert_eq!(cfg.http_port, 2);
+    }
+
+    #[test]
+    fn malformed_token_entries_stop_the_start() {
+        let err = config(&[("CACHE_AUTH_TOKENS", "good,bad token")])
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("CACHE_AUTH_TOKENS") && !err.contains("bad token"),
+            "{err}"
+        );
     }
 
     #[test]
