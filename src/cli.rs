@@ -132,13 +132,7 @@ fn healthcheck() -> ExitCode {
 /// The status code of `GET /health/ready`: one HTTP/1.0 request, its status line read back.
 fn ready_status(host: &str, port: u16) -> Result<u16, String> {
     let timeout = Duration::from_secs(3);
-    let addr = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host} has no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let mut stream = connect(host, port, timeout)?;
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
@@ -156,4 +150,20 @@ fn ready_status(host: &str, port: u16) -> Result<u16, String> {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| "the answer was not HTTP".to_string())
+}
+
+/// Connects to the first of the host's addresses that answers: `localhost` may resolve to
+/// `::1` first while the server listens on 127.0.0.1 only.
+fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String> {
+    let addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let mut last = format!("{host} has no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = format!("cannot connect to {addr}: {e}"),
+        }
+    }
+    Err(last)
 }

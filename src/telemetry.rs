@@ -5,15 +5,18 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage};
+use actix_web::{web, HttpMessage, HttpResponse};
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -37,6 +40,12 @@ pub fn init(format: Option<LogFormat>) -> WorkerGuard {
     });
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // tracing-actix-web logs the Debug form of every error response (4xx at WARN): keys and
+    // fragments of bodies. The request's own line carries the error code instead.
+    let filter = match "tracing_actix_web::middleware=off".parse() {
+        Ok(quiet) => filter.add_directive(quiet),
+        Err(_) => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
@@ -65,6 +74,18 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
+/// Standard methods keep their name as a metric label; anything a client invents becomes
+/// `other`, so callers cannot grow the number of series without bound.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method.as_str())
+        .unwrap_or("other")
+}
+
 /// Outermost middleware: assigns the request id, echoes it, and counts the request.
 pub async fn observe(
     req: ServiceRequest,
@@ -80,14 +101,18 @@ pub async fn observe(
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(Arrival(arrival));
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let method = req.method().clone();
+    let method = method_label(req.method());
+    // The template, never the raw path: paths hold keys, and keys can be anything.
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_string());
 
-    let mut response = next.call(req).await?;
+    let outcome = next.call(req).await;
 
-    let status = response.status();
+    let status = match &outcome {
+        Ok(response) => response.status(),
+        Err(err) => err.as_response_error().status_code(),
+    };
     if let Some(state) = state {
         state.counters.requests.fetch_add(1, Ordering::Relaxed);
         if status.is_server_error() {
@@ -100,10 +125,28 @@ pub async fn observe(
         ("status", status.as_str().to_string()),
     ];
     metrics::counter!("cachegate_http_requests_total", &labels).increment(1);
-    metrics::histogram!("cachegate_http_request_duration_seconds", &labels[..2])
+    metrics::histogram!("cachegate_http_request_duration_seconds", &labels)
         .record(arrival.elapsed().as_secs_f64());
-    response.headers_mut().insert(REQUEST_ID, id);
-    Ok(response)
+    with_request_id(outcome, id)
+}
+
+/// Puts the id on the response, also on one rendered from an error that escaped the inner
+/// services (the request itself is gone by then, so it becomes a ready-made response).
+fn with_request_id<B>(
+    outcome: Result<ServiceResponse<B>, actix_web::Error>,
+    id: HeaderValue,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    match outcome {
+        Ok(mut response) => {
+            response.headers_mut().insert(REQUEST_ID, id);
+            Ok(response)
+        }
+        Err(err) => {
+            let mut response = err.error_response();
+            response.headers_mut().insert(REQUEST_ID, id);
+            Err(InternalError::from_response(err, response).into())
+        }
+    }
 }
 
 /// tracing-actix-web's root span, carrying our request id and the route template (never
@@ -118,7 +161,10 @@ impl RootSpanBuilder for RequestSpan {
             .and_then(|id| id.0.to_str().ok())
             .unwrap_or("unknown");
         let route = request.match_pattern();
-        tracing::info_span!(
+        // A span is filtered by its level like an event: at ERROR it stays enabled under any
+        // RUST_LOG that lets anything through (`warn` included), so every line a request
+        // logs carries its id. The level is not shown on the lines.
+        tracing::error_span!(
             "request",
             request_id = %id,
             method = %request.method(),
@@ -138,13 +184,49 @@ impl RootSpanBuilder for RequestSpan {
                     .get::<Arrival>()
                     .map_or(0.0, |a| a.0.elapsed().as_secs_f64() * 1000.0);
                 let status = response.status().as_u16();
-                span.in_scope(|| tracing::info!(status, latency_ms, "request finished"));
+                let error = response_error_code(response.response());
+                span.in_scope(|| {
+                    tracing::info!(
+                        status,
+                        latency_ms,
+                        error = error.as_deref(),
+                        "request finished"
+                    )
+                });
             }
             Err(err) => {
                 let status = err.as_response_error().status_code().as_u16();
-                span.in_scope(|| tracing::info!(status, "request failed"));
+                let error = error_code(Some(err));
+                span.in_scope(|| {
+                    tracing::info!(status, error = error.as_deref(), "request failed")
+                });
             }
         }
+    }
+}
+
+/// The contract's code of an error (`key_not_found`), never its message, which can hold a
+/// key or part of a body.
+fn error_code(error: Option<&actix_web::Error>) -> Option<String> {
+    code_name(error?.as_error::<ApiError>()?.code)
+}
+
+/// The code of an error response: from the error it was made from, or, for a response a
+/// handler built itself from an `ApiError`, from the `ErrorCode` in its extensions.
+fn response_error_code<B>(response: &HttpResponse<B>) -> Option<String> {
+    error_code(response.error()).or_else(|| {
+        response
+            .extensions()
+            .get::<ErrorCode>()
+            .copied()
+            .and_then(code_name)
+    })
+}
+
+fn code_name(code: ErrorCode) -> Option<String> {
+    match serde_json::to_value(code) {
+        Ok(serde_json::Value::String(name)) => Some(name),
+        _ => None,
     }
 }
 
@@ -163,5 +245,13 @@ mod tests {
         assert!(sane_request_id(
             &HeaderValue::from_str(&"x".repeat(128)).unwrap()
         ));
+    }
+
+    #[test]
+    fn invented_methods_share_one_metric_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        let invented = Method::from_bytes(b"FROB123").unwrap();
+        assert_eq!(method_label(&invented), "other");
     }
 }
