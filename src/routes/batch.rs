@@ -9,9 +9,10 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::body::{body_error, read_json_body};
-use crate::error::{ApiError, ErrorCode};
+use crate::body::{body_error, read_json_body, whole_number};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::{CacheKey, Ttl};
+use crate::openapi::{key_list_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
 use crate::routes::store_error;
 use crate::state::AppState;
 use crate::store::BatchEntry;
@@ -20,14 +21,19 @@ const MAX_BATCH: usize = 1000;
 
 /// Body of batch get and batch delete.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"keys": ["user:1", "user:2"]}))]
 pub struct KeysBody {
     /// 1 to 1000 keys.
-    #[schema(min_items = 1, max_items = 1000, example = json!(["user:1", "user:2"]))]
+    #[schema(schema_with = key_list_schema)]
     pub keys: Vec<String>,
 }
 
 /// Body of batch set.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"entries": [
+    {"key": "user:1", "value": {"name": "Ada"}, "ttl": 300},
+    {"key": "user:2", "value": [1, 2, 3]}
+]}))]
 pub struct EntriesBody<'a> {
     /// 1 to 1000 entries, written all or nothing; a repeated key: the last entry wins.
     #[serde(borrow)]
@@ -35,12 +41,15 @@ pub struct EntriesBody<'a> {
     pub entries: Vec<Entry<'a>>,
 }
 
+/// One entry of a batch set.
 #[derive(Deserialize, ToSchema)]
 pub struct Entry<'a> {
+    #[schema(schema_with = key_schema)]
     pub key: String,
-    /// Any JSON value; stored as the exact text that stands for it in the body.
+    /// Any JSON value, at most CACHE_MAX_VALUE_BYTES; stored as the exact text that stands
+    /// for it in the body.
     #[serde(borrow)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub value: &'a RawValue,
     /// Seconds to live, 1 to CACHE_MAX_TTL; REDIS_TTL when absent or null.
     #[serde(borrow, default)]
@@ -53,9 +62,11 @@ pub struct Entry<'a> {
 pub struct Found {
     /// The value of every key found, exactly as stored.
     #[serde(serialize_with = "serialize_found")]
-    #[schema(value_type = Object, example = json!({"user:1": {"name": "Ada"}}))]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>,
+        example = json!({"user:1": {"name": "Ada"}}))]
     pub found: Vec<(String, Box<RawValue>)>,
     /// Keys that are absent, or hold something other than a JSON string value.
+    #[schema(example = json!(["user:2"]))]
     pub missing: Vec<String>,
 }
 
@@ -103,7 +114,31 @@ async fn read_keys(
         .collect()
 }
 
-/// Reads many keys with one MGET.
+/// Read many keys
+///
+/// Reads 1 to 1000 keys in one round trip (MGET). Each value found is returned exactly as
+/// stored; keys that are absent, or hold something other than JSON, are listed under
+/// `missing`. A repeated key is read once.
+#[utoipa::path(
+    post,
+    path = "/v1/batch/get",
+    tag = "batch",
+    request_body(content = KeysBody, content_type = "application/json",
+        description = "The keys to read, at most CACHE_MAX_BATCH_BYTES (default 16 MiB)."),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What was found, and what was not.", body = Found),
+        (status = 400, description = "The body is not JSON, has the wrong shape, holds 0 or more than 1000 keys, or an invalid key.", body = ErrorBody,
+            examples(
+                ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "a batch holds 1 to 1000 keys; this one holds 0"}}))),
+                ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key is empty"}}))),
+                ("invalid_json" = (summary = "invalid_json", value = json!({"error": {"code": "invalid_json", "message": "the body is not valid JSON: EOF while parsing an object at line 1 column 1"}}))),
+            )),
+        BodyErrors,
+        AuthErrors,
+        BackendErrors,
+    )
+)]
 pub async fn batch_get(
     caller: Caller,
     req: HttpRequest,
@@ -135,7 +170,31 @@ pub async fn batch_get(
     Ok(HttpResponse::Ok().json(Found { found, missing }))
 }
 
-/// Writes many entries atomically (MULTI/EXEC).
+/// Write many entries
+///
+/// Writes 1 to 1000 entries all or nothing (MULTI/EXEC), each with its own TTL or
+/// `REDIS_TTL`. For a repeated key the last entry wins; `written` counts the entries.
+#[utoipa::path(
+    post,
+    path = "/v1/batch/set",
+    tag = "batch",
+    request_body(content = EntriesBody, content_type = "application/json",
+        description = "The entries to write, at most CACHE_MAX_BATCH_BYTES (default 16 MiB); each value at most CACHE_MAX_VALUE_BYTES."),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every entry was written.", body = Written),
+        (status = 400, description = "The body is not JSON, has the wrong shape or 0 or more than 1000 entries, or an entry has an invalid key or ttl; nothing was written.", body = ErrorBody,
+            examples(
+                ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "a batch holds 1 to 1000 entries; this one holds 0"}}))),
+                ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "entries[0]: the key is empty"}}))),
+                ("invalid_ttl" = (summary = "invalid_ttl", value = json!({"error": {"code": "invalid_ttl", "message": "entries[1]: ttl must be a whole number of seconds from 1 to 2592000"}}))),
+                ("invalid_json" = (summary = "invalid_json", value = json!({"error": {"code": "invalid_json", "message": "the body is not valid JSON: EOF while parsing an object at line 1 column 1"}}))),
+            )),
+        BodyErrors,
+        AuthErrors,
+        BackendErrors,
+    )
+)]
 pub async fn batch_set(
     caller: Caller,
     req: HttpRequest,
@@ -166,7 +225,7 @@ pub async fn batch_set(
             }
             let ttl = match entry.ttl {
                 None => limits.default_ttl,
-                Some(raw) => Ttl::parse(raw.get(), limits.max_ttl).map_err(at)?,
+                Some(raw) => Ttl::parse(whole_number(raw.get()), limits.max_ttl).map_err(at)?,
             };
             let key = CacheKey::new(entry.key.clone(), limits.max_key_bytes).map_err(at)?;
             Ok(BatchEntry { key, value, ttl })
@@ -182,7 +241,30 @@ pub async fn batch_set(
     }))
 }
 
-/// Deletes many keys with one UNLINK.
+/// Delete many keys
+///
+/// Deletes 1 to 1000 keys in one round trip (UNLINK); `deleted` counts the keys that
+/// existed.
+#[utoipa::path(
+    post,
+    path = "/v1/batch/delete",
+    tag = "batch",
+    request_body(content = KeysBody, content_type = "application/json",
+        description = "The keys to delete, at most CACHE_MAX_BATCH_BYTES (default 16 MiB)."),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "How many of the keys existed and were deleted.", body = crate::routes::cache::Deleted),
+        (status = 400, description = "The body is not JSON, has the wrong shape, holds 0 or more than 1000 keys, or an invalid key.", body = ErrorBody,
+            examples(
+                ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "a batch holds 1 to 1000 keys; this one holds 0"}}))),
+                ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key is empty"}}))),
+                ("invalid_json" = (summary = "invalid_json", value = json!({"error": {"code": "invalid_json", "message": "the body is not valid JSON: EOF while parsing an object at line 1 column 1"}}))),
+            )),
+        BodyErrors,
+        AuthErrors,
+        BackendErrors,
+    )
+)]
 pub async fn batch_delete(
     caller: Caller,
     req: HttpRequest,

@@ -6,12 +6,16 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Required;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
-use crate::body::{body_error, check_value, is_json, read_json_body};
-use crate::error::{ApiError, ErrorCode};
+use crate::body::{body_error, check_value, is_json, read_json_body, whole_number};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::{CacheKey, Pattern, Ttl};
+use crate::openapi::{cursor_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
 use crate::routes::store_error;
 use crate::state::AppState;
 use crate::store::{ListCursor, TtlState, WriteCondition};
@@ -34,7 +38,23 @@ impl FromRequest for PathKey {
     }
 }
 
+/// Documents the `{key}` path parameter (the extractor is ours, so utoipa cannot infer it).
+impl IntoParams for PathKey {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("key")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(
+                "The key, percent-encoded as one path segment (`/` as `%2F`).",
+            ))
+            .schema(Some(key_schema()))
+            .build()]
+    }
+}
+
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReadParams {
     /// Also reset the key's TTL to this many seconds (sliding expiry), atomically with the read.
     #[param(value_type = Option<u64>, minimum = 1, maximum = 2592000)]
@@ -42,6 +62,7 @@ pub struct ReadParams {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WriteParams {
     /// Seconds to live, 1 to CACHE_MAX_TTL; REDIS_TTL when absent.
     #[param(value_type = Option<u64>, minimum = 1, maximum = 2592000)]
@@ -63,7 +84,40 @@ fn miss(key: &CacheKey) -> HttpResponse {
     response
 }
 
-/// Reads a value, exactly as stored.
+/// Read a value
+///
+/// Answers the stored JSON exactly as it was written, whitespace included, with
+/// `X-Cache: HIT`; a miss is `404 key_not_found` with `X-Cache: MISS`. With `?ttl=N` the
+/// key's TTL is reset to N seconds in the same atomic step (sliding expiry, GETEX); a
+/// read-only token may not do that (403).
+#[utoipa::path(
+    get,
+    path = "/v1/cache/{key}",
+    tag = "cache",
+    params(PathKey, ReadParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The stored value: any JSON value, byte for byte as written.",
+            content_type = "application/json", body = serde_json::Value,
+            headers(("X-Cache" = String, description = "HIT")),
+            example = json!({"name": "Ada", "tags": [1, 2.5, null]})),
+        (status = 400, description = "The key or the ttl is invalid.", body = ErrorBody,
+            examples(
+                ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key contains a control character (U+0000-U+001F or U+007F)"}}))),
+                ("invalid_ttl" = (summary = "invalid_ttl", value = json!({"error": {"code": "invalid_ttl", "message": "ttl must be a whole number of seconds from 1 to 2592000"}}))),
+            )),
+        (status = 404, description = "No value is cached under the key.", body = ErrorBody,
+            headers(("X-Cache" = String, description = "MISS")),
+            example = json!({"error": {"code": "key_not_found", "message": "no value is cached under key 'user:1'"}})),
+        (status = 409, description = "The key holds another Redis type, or a string that is not JSON (written by another program).", body = ErrorBody,
+            examples(
+                ("wrong_type" = (summary = "wrong_type", value = json!({"error": {"code": "wrong_type", "message": "the key holds a Redis type other than a string value"}}))),
+                ("not_json" = (summary = "not_json", value = json!({"error": {"code": "not_json", "message": "the value under key 'user:1' was not written as JSON"}}))),
+            )),
+        AuthErrors,
+        BackendErrors,
+    )
+)]
 pub async fn get_value(
     caller: Caller,
     key: PathKey,
@@ -74,7 +128,31 @@ pub async fn get_value(
     read(&state, &caller, &key.0, ttl).await
 }
 
-/// Whether a key exists (the same answer as GET, without the body).
+/// Whether a key exists
+///
+/// The same status and headers as `GET`, without a body.
+#[utoipa::path(
+    head,
+    path = "/v1/cache/{key}",
+    tag = "cache",
+    params(PathKey),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The key holds a JSON value.",
+            headers(("X-Cache" = String, description = "HIT"))),
+        (status = 400, description = "The key is invalid (invalid_key); no body."),
+        (status = 404, description = "No value is cached under the key; no body.",
+            headers(("X-Cache" = String, description = "MISS"))),
+        (status = 409, description = "The key holds another Redis type, or a string that is not JSON; no body."),
+        (status = 401, description = "No valid access token; no body.",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 403, description = "The token's scope does not allow reading; no body."),
+        (status = 500, description = "An unexpected failure; no body."),
+        (status = 503, description = "Redis is unavailable; no body.",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+        (status = 504, description = "Redis did not answer in time; no body."),
+    )
+)]
 pub async fn head_value(
     caller: Caller,
     key: PathKey,
@@ -113,8 +191,41 @@ async fn read(
         .body(value))
 }
 
-/// `If-None-Match: *` writes only an absent key, `If-Match: *` only a present one.
-fn write_condition(headers: &HeaderMap) -> Result<WriteCondition, ApiError> {
+/// Documents the conditional-write headers that `write_condition` reads.
+struct WriteConditions;
+
+impl IntoParams for WriteConditions {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let star = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["*"]))
+        };
+        let header = |name: &str, description: &str| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(star()))
+                .build()
+        };
+        vec![
+            header(
+                "If-None-Match",
+                "`*`: write only if the key is absent (SET NX); otherwise 412.",
+            ),
+            header(
+                "If-Match",
+                "`*`: write only if the key exists (SET XX); otherwise 412.",
+            ),
+        ]
+    }
+}
+
+/// `If-None-Match: *` writes only an absent key, `If-Match: *` only a present one. Both
+/// together can never hold (RFC 9110 evaluates If-Match, then If-None-Match): `None`.
+fn write_condition(headers: &HeaderMap) -> Result<Option<WriteCondition>, ApiError> {
     let star = |name: header::HeaderName| -> Result<bool, ApiError> {
         match headers.get(&name) {
             None => Ok(false),
@@ -125,16 +236,58 @@ fn write_condition(headers: &HeaderMap) -> Result<WriteCondition, ApiError> {
         }
     };
     match (star(header::IF_NONE_MATCH)?, star(header::IF_MATCH)?) {
-        (true, true) => Err(ApiError::invalid_request(
-            "send If-None-Match: * or If-Match: *, not both",
-        )),
-        (true, false) => Ok(WriteCondition::IfAbsent),
-        (false, true) => Ok(WriteCondition::IfPresent),
-        (false, false) => Ok(WriteCondition::Always),
+        (true, true) => Ok(None),
+        (true, false) => Ok(Some(WriteCondition::IfAbsent)),
+        (false, true) => Ok(Some(WriteCondition::IfPresent)),
+        (false, false) => Ok(Some(WriteCondition::Always)),
     }
 }
 
-/// Writes a value with a TTL.
+/// Write a value
+///
+/// Stores any JSON value under the key, exactly as sent, for `ttl` seconds (`REDIS_TTL`
+/// when absent). `If-None-Match: *` writes only when the key is absent (SET NX),
+/// `If-Match: *` only when it is present (SET XX); when the condition fails nothing is
+/// written and the answer is `412 precondition_failed`.
+#[utoipa::path(
+    put,
+    path = "/v1/cache/{key}",
+    tag = "cache",
+    params(
+        PathKey,
+        WriteParams,
+        WriteConditions,
+    ),
+    request_body(
+        description = "Any JSON value, at most CACHE_MAX_VALUE_BYTES (default 1 MiB), sent as application/json or application/*+json.",
+        content = serde_json::Value, content_type = "application/json",
+        example = json!({"name": "Ada", "tags": [1, 2.5, null]})
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Written.",
+            links(
+                ("GetValue" = (operation_id = "get_value", parameters(("key" = "$request.path.key")),
+                    description = "Read the value just written.")),
+                ("HeadValue" = (operation_id = "head_value", parameters(("key" = "$request.path.key")))),
+                ("GetTtl" = (operation_id = "get_ttl", parameters(("key" = "$request.path.key")))),
+                ("PutTtl" = (operation_id = "put_ttl", parameters(("key" = "$request.path.key")))),
+                ("DeleteValue" = (operation_id = "delete_value", parameters(("key" = "$request.path.key")))),
+            )),
+        (status = 400, description = "The key, the ttl, the body or a condition header is invalid.", body = ErrorBody,
+            examples(
+                ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key is empty"}}))),
+                ("invalid_ttl" = (summary = "invalid_ttl", value = json!({"error": {"code": "invalid_ttl", "message": "ttl must be a whole number of seconds from 1 to 2592000"}}))),
+                ("invalid_json" = (summary = "invalid_json", value = json!({"error": {"code": "invalid_json", "message": "the body is not valid JSON: EOF while parsing an object at line 1 column 1"}}))),
+                ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "if-none-match supports only the value *; cachegate keeps no entity tags"}}))),
+            )),
+        (status = 412, description = "The If-None-Match or If-Match condition failed (both together never hold); nothing was written.", body = ErrorBody,
+            example = json!({"error": {"code": "precondition_failed", "message": "nothing was written: the key already exists (If-None-Match: *)"}})),
+        BodyErrors,
+        AuthErrors,
+        BackendErrors,
+    )
+)]
 pub async fn put_value(
     caller: Caller,
     key: PathKey,
@@ -147,6 +300,11 @@ pub async fn put_value(
     let condition = write_condition(req.headers())?;
     let body = read_json_body(&req, payload, state.limits.max_value_bytes).await?;
     check_value(&body)?;
+    let Some(condition) = condition else {
+        return Err(precondition_failed(
+            "If-Match: * and If-None-Match: * cannot both hold",
+        ));
+    };
     let written = state
         .store
         .set(&caller.keyspace, &key.0, &body, ttl, condition)
@@ -157,15 +315,41 @@ pub async fn put_value(
             WriteCondition::IfPresent => "the key does not exist (If-Match: *)",
             _ => "the key already exists (If-None-Match: *)",
         };
-        return Err(ApiError::new(
-            ErrorCode::PreconditionFailed,
-            format!("nothing was written: {why}"),
-        ));
+        return Err(precondition_failed(why));
     }
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Deletes a key.
+fn precondition_failed(why: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::PreconditionFailed,
+        format!("nothing was written: {why}"),
+    )
+}
+
+/// Delete a key
+///
+/// Removes the key and its value.
+#[utoipa::path(
+    delete,
+    path = "/v1/cache/{key}",
+    tag = "cache",
+    params(PathKey),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted.",
+            links(
+                ("GetValue" = (operation_id = "get_value", parameters(("key" = "$request.path.key")),
+                    description = "The key is gone: 404.")),
+            )),
+        (status = 400, description = "The key is invalid.", body = ErrorBody,
+            example = json!({"error": {"code": "invalid_key", "message": "the key is empty"}})),
+        (status = 404, description = "The key did not exist.", body = ErrorBody,
+            example = json!({"error": {"code": "key_not_found", "message": "no value is cached under key 'user:1'"}})),
+        AuthErrors,
+        BackendErrors,
+    )
+)]
 pub async fn delete_value(
     caller: Caller,
     key: PathKey,
@@ -190,7 +374,26 @@ pub struct TtlBody {
     pub ttl: Option<u64>,
 }
 
-/// Reads a key's remaining TTL.
+/// Read a key's TTL
+///
+/// The seconds the key has left; `null` for a key without expiry (written by another
+/// program).
+#[utoipa::path(
+    get,
+    path = "/v1/cache/{key}/ttl",
+    tag = "cache",
+    params(PathKey),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Seconds left.", body = TtlBody),
+        (status = 400, description = "The key is invalid.", body = ErrorBody,
+            example = json!({"error": {"code": "invalid_key", "message": "the key is empty"}})),
+        (status = 404, description = "The key does not exist.", body = ErrorBody,
+            example = json!({"error": {"code": "key_not_found", "message": "no value is cached under key 'user:1'"}})),
+        AuthErrors,
+        BackendErrors,
+    )
+)]
 pub async fn get_ttl(
     caller: Caller,
     key: PathKey,
@@ -218,7 +421,35 @@ pub struct TtlUpdate<'a> {
     pub ttl: Option<&'a RawValue>,
 }
 
-/// Sets a new TTL on an existing key.
+/// Set a key's TTL
+///
+/// Gives an existing key a new time to live, `{"ttl": N}` seconds.
+#[utoipa::path(
+    put,
+    path = "/v1/cache/{key}/ttl",
+    tag = "cache",
+    params(PathKey),
+    request_body(
+        description = "The new TTL.",
+        content = TtlUpdate, content_type = "application/json",
+        example = json!({"ttl": 300})
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The TTL was set."),
+        (status = 400, description = "The key, the body or the ttl in it is invalid.", body = ErrorBody,
+            examples(
+                ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key is empty"}}))),
+                ("invalid_ttl" = (summary = "invalid_ttl", value = json!({"error": {"code": "invalid_ttl", "message": "the body must be {\"ttl\": <seconds>}"}}))),
+                ("invalid_json" = (summary = "invalid_json", value = json!({"error": {"code": "invalid_json", "message": "the body is not valid JSON: EOF while parsing an object at line 1 column 1"}}))),
+            )),
+        (status = 404, description = "The key does not exist.", body = ErrorBody,
+            example = json!({"error": {"code": "key_not_found", "message": "no value is cached under key 'user:1'"}})),
+        BodyErrors,
+        AuthErrors,
+        BackendErrors,
+    )
+)]
 pub async fn put_ttl(
     caller: Caller,
     key: PathKey,
@@ -235,7 +466,7 @@ pub async fn put_ttl(
             "the body must be {\"ttl\": <seconds>}",
         )
     })?;
-    let ttl = Ttl::parse(raw.get(), state.limits.max_ttl)?;
+    let ttl = Ttl::parse(whole_number(raw.get()), state.limits.max_ttl)?;
     if state
         .store
         .expire(&caller.keyspace, &key.0, ttl)
@@ -249,10 +480,18 @@ pub async fn put_ttl(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// A Redis glob over keys (`*`, `?`, `[abc]`, `\` escapes); default `*`.
+    #[param(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^[^\\x00-\\x1F\\x7F]+$",
+        example = "user:*"
+    )]
     pub pattern: Option<String>,
     /// The `next_cursor` of the previous page; absent for the first page.
+    #[param(schema_with = cursor_schema)]
     pub cursor: Option<String>,
     /// Keys per page, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
@@ -280,7 +519,29 @@ fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
-/// Lists keys matching a glob, a page at a time.
+/// List keys
+///
+/// Keys matching a Redis glob, a page at a time: at most `limit` keys per page; pass
+/// `next_cursor` as `cursor` for the next page, with the same pattern and token. A null
+/// `next_cursor` means the listing is complete. Every key that existed throughout the
+/// listing appears at least once.
+#[utoipa::path(
+    get,
+    path = "/v1/cache",
+    tag = "cache",
+    params(ListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of keys.", body = KeyList),
+        (status = 400, description = "The pattern, cursor or limit is invalid.", body = ErrorBody,
+            examples(
+                ("invalid_pattern" = (summary = "invalid_pattern", value = json!({"error": {"code": "invalid_pattern", "message": "pattern contains a control character"}}))),
+                ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "limit must be a whole number from 1 to 1000"}}))),
+            )),
+        AuthErrors,
+        BackendErrors,
+    )
+)]
 pub async fn list_keys(
     caller: Caller,
     params: web::Query<ListParams>,
@@ -307,8 +568,11 @@ pub async fn list_keys(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteParams {
     /// A Redis glob over keys; required and non-empty (`*` deletes every key).
+    #[param(value_type = String, required = true, min_length = 1, max_length = 2048,
+        pattern = "^[^\\x00-\\x1F\\x7F]+$", example = "session:*")]
     pub pattern: Option<String>,
 }
 
@@ -319,7 +583,25 @@ pub struct Deleted {
     pub deleted: u64,
 }
 
-/// Deletes every key matching a glob.
+/// Delete keys by pattern
+///
+/// Deletes every key matching a Redis glob (`*` deletes every key), walking the keyspace
+/// with SCAN and UNLINK; it never blocks Redis for long. Keys written while it runs may
+/// survive it.
+#[utoipa::path(
+    delete,
+    path = "/v1/cache",
+    tag = "cache",
+    params(DeleteParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "How many keys were deleted.", body = Deleted),
+        (status = 400, description = "The pattern is missing, empty or invalid.", body = ErrorBody,
+            example = json!({"error": {"code": "invalid_pattern", "message": "pattern is required and must not be empty; use * for every key"}})),
+        AuthErrors,
+        BackendErrors,
+    )
+)]
 pub async fn delete_matching(
     caller: Caller,
     params: web::Query<DeleteParams>,

@@ -10,7 +10,18 @@ use crate::openapi::document_json;
 
 static DOCUMENT: OnceLock<String> = OnceLock::new();
 
-/// The OpenAPI 3.1 document.
+/// This document
+///
+/// The OpenAPI 3.1 document of the API, as `cachegate openapi` prints it. Needs no token.
+/// Interactive docs built from it are at `/docs`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "service",
+    responses(
+        (status = 200, description = "The OpenAPI document.", content_type = "application/json", body = Object),
+    )
+)]
 pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
@@ -33,7 +44,9 @@ pub async fn docs_asset(path: web::Path<String>) -> Result<HttpResponse, ApiErro
 }
 
 fn swagger_file(path: &str) -> Result<(String, Vec<u8>), ApiError> {
-    let config = Arc::new(Config::from("/openapi.json"));
+    // No validator: Swagger UI would otherwise send the document to validator.swagger.io,
+    // and the docs must work without a network.
+    let config = Arc::new(Config::from("/openapi.json").validator_url("none"));
     match utoipa_swagger_ui::serve(path, config) {
         Ok(Some(file)) => Ok((file.content_type, file.bytes.into_owned())),
         Ok(None) => Err(ApiError::new(

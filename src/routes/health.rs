@@ -36,12 +36,36 @@ pub struct RedisHealth {
     pub error: Option<String>,
 }
 
-/// The process is up and serving.
+/// Liveness
+///
+/// The process is up and serving. Needs no token.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    responses(
+        (status = 200, description = "The process serves.", body = Liveness),
+    )
+)]
 pub async fn liveness() -> HttpResponse {
     HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
-/// Redis answers PING within 1 s.
+/// Readiness
+///
+/// Ready when Redis answers PING within 1 s. Needs no token.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "service",
+    responses(
+        (status = 200, description = "Redis answers.", body = Readiness,
+            example = json!({"status": "healthy", "redis": {"connected": true, "latency_ms": 0.4}})),
+        (status = 503, description = "Redis does not answer.", body = Readiness,
+            headers(("Retry-After" = String, description = "Seconds to wait before asking again.")),
+            example = json!({"status": "unhealthy", "redis": {"connected": false, "error": "Redis is unreachable: connection refused"}})),
+    )
+)]
 pub async fn readiness(state: web::Data<AppState>) -> HttpResponse {
     let ping = tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await;
     match ping {

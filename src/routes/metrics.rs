@@ -6,6 +6,7 @@ use actix_web::{web, HttpResponse};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::auth::Caller;
+use crate::openapi::AuthErrors;
 use crate::state::AppState;
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -27,7 +28,23 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Metrics in the Prometheus text format.
+/// Prometheus metrics
+///
+/// Request counts and latencies per route template, and pool gauges, in the Prometheus
+/// text exposition format. Takes any valid token when tokens are configured.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The metrics.", content_type = "text/plain", body = String,
+            example = json!("# TYPE cachegate_pool_size gauge\ncachegate_pool_size 4\n")),
+        AuthErrors,
+        (status = 500, description = "An unexpected failure; the message never holds internals.", body = crate::error::ErrorBody,
+            example = json!({"error": {"code": "internal", "message": "internal error; see the service log"}})),
+    )
+)]
 pub async fn get_metrics(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
     let pool = state.store.pool_status();
     metrics::gauge!("cachegate_pool_max_size").set(pool.max_size as f64);

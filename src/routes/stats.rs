@@ -7,6 +7,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
+use crate::error::ErrorBody;
+use crate::openapi::AuthErrors;
 use crate::state::AppState;
 use crate::store::info::{hit_rate, parse_info, RedisStats};
 
@@ -59,7 +61,23 @@ pub struct ConfigStats {
     pub key_prefix: String,
 }
 
-/// Redis, service and pool statistics; 200 even when Redis is down.
+/// Statistics
+///
+/// Redis, service, pool and configuration figures in one document; `200` even when Redis
+/// is down (then `connected` is false and `redis` is null). A token confined to a namespace
+/// may not read them (403). No secret ever appears here.
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "service",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The statistics.", body = Stats),
+        AuthErrors,
+        (status = 500, description = "An unexpected failure; the message never holds internals.", body = ErrorBody,
+            example = json!({"error": {"code": "internal", "message": "internal error; see the service log"}})),
+    )
+)]
 pub async fn get_stats(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
     let redis = state
         .store
