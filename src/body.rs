@@ -105,10 +105,16 @@ pub fn check_value(bytes: &[u8]) -> Result<(), ApiError> {
         ));
     }
     validate_json(bytes).map_err(|e| invalid_json(&e))?;
-    if nesting_depth(bytes) > MAX_DEPTH {
+    check_depth(bytes)
+}
+
+/// Refuses valid JSON nested deeper than `MAX_DEPTH` (serde_json's RawValue and IgnoredAny
+/// parsers do not limit depth themselves).
+pub fn check_depth(json: &[u8]) -> Result<(), ApiError> {
+    if nesting_depth(json) > MAX_DEPTH {
         return Err(ApiError::new(
             ErrorCode::InvalidJson,
-            format!("the body nests arrays and objects deeper than {MAX_DEPTH} levels"),
+            format!("the value nests arrays and objects deeper than {MAX_DEPTH} levels"),
         ));
     }
     Ok(())

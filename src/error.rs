@@ -147,12 +147,15 @@ impl ResponseError for ApiError {
         if let Some(allow) = &self.allow {
             response.insert_header((header::ALLOW, allow.as_str()));
         }
-        response.json(ErrorBody {
+        let mut response = response.json(ErrorBody {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message.clone(),
             },
-        })
+        });
+        // The request's log line reads the code from here, however the response was built.
+        response.extensions_mut().insert(self.code);
+        response
     }
 }
 

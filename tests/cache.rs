@@ -913,3 +913,32 @@ async fn unknown_routes_and_methods_answer_json() {
     assert!(get_batch.headers().contains_key("x-request-id"));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_nested_deeper_than_128_levels_are_refused_everywhere() {
+    let redis = RedisServer::start();
+    let app = TestApp::start(&redis).await;
+    let nested = |depth: usize| "[".repeat(depth) + &"]".repeat(depth);
+    assert_eq!(app.put("ok", &nested(128)).await.status(), 204);
+    let deep = app.put("deep", &nested(129)).await;
+    assert_eq!(error_code(deep).await, "invalid_json");
+    let body = format!(
+        "{{\"entries\": [{{\"key\": \"a\", \"value\": 1}}, {{\"key\": \"deep\", \"value\": {}}}]}}",
+        nested(100_000)
+    );
+    let batch = app
+        .client
+        .post(app.url("/v1/batch/set"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 400);
+    assert_eq!(error_code(batch).await, "invalid_json");
+    assert!(
+        !exists_in_redis(&redis, "a"),
+        "a refused batch wrote an entry"
+    );
+    app.stop().await;
+}

@@ -1,6 +1,7 @@
 //! `GET /v1/stats`: Redis, service, pool and configuration figures in one document.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -11,6 +12,9 @@ use crate::error::ErrorBody;
 use crate::openapi::AuthErrors;
 use crate::state::AppState;
 use crate::store::info::{hit_rate, parse_info, RedisStats};
+
+/// How long stats waits for INFO before reporting Redis as unavailable.
+const INFO_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Serialize, ToSchema)]
 pub struct Stats {
@@ -79,11 +83,11 @@ pub struct ConfigStats {
     )
 )]
 pub async fn get_stats(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
-    let redis = state
-        .store
-        .info()
+    // Bounded on its own: stats must answer within 2 s even with a long command timeout.
+    let redis = tokio::time::timeout(INFO_TIMEOUT, state.store.info())
         .await
         .ok()
+        .and_then(Result::ok)
         .map(|text| parse_info(&text, state.config.redis.db));
     HttpResponse::Ok().json(collect(&state, redis))
 }
