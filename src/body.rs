@@ -32,10 +32,10 @@ pub async fn read_json_body(
     }
     match payload.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_limit_exceeded)) => Err(too_large()),
-        Err(_) => Err(ApiError::invalid_request(
+        Ok(Err(_stream_failed)) => Err(ApiError::invalid_request(
             "the request body could not be read completely",
         )),
+        Err(_limit_exceeded) => Err(too_large()),
     }
 }
 

@@ -37,7 +37,7 @@ pub struct RedisStats {
 
 /// hits / (hits + misses), or None before the first lookup.
 pub fn hit_rate(hits: u64, misses: u64) -> Option<f64> {
-    let total = hits + misses;
+    let total = hits.saturating_add(misses);
     (total > 0).then(|| hits as f64 / total as f64)
 }
 
@@ -131,5 +131,6 @@ mod tests {
         let stats = parse_info("::::\r\ndb0:keys=x,expires\r\n\u{0}\r\nused_memory:-5", 0);
         assert_eq!(stats.keys, 0);
         assert_eq!(parse_keyspace_line("keys=3,,expires=2"), (3, 2));
+        assert!(hit_rate(u64::MAX, 1).is_some());
     }
 }

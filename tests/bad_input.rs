@@ -1,0 +1,495 @@
+//! The bad-input battery: oversized, truncated, malformed and absurd requests each get a clear
+//! 4xx, nothing is written, and the service keeps serving. Requests that an HTTP client library
+//! would refuse to send are written by hand on a TCP socket.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{error_code, RedisServer, TestApp};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a hand-written exchange may take before the server counts as hanging.
+const EXCHANGE_WITHIN: Duration = Duration::from_secs(10);
+
+/// Small limits so the oversized bodies stay cheap to send.
+const LIMITS: [(&str, &str); 2] = [
+    ("CACHE_MAX_VALUE_BYTES", "1000"),
+    ("CACHE_MAX_BATCH_BYTES", "200000"),
+];
+
+/// A response read off the socket: the status and the body.
+struct Raw {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Raw {
+    fn code(&self) -> String {
+        let body: Value = serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!("not a JSON body: {:?}", String::from_utf8_lossy(&self.body))
+        });
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// Writes `request` on a new connection, optionally half-closes it (the client sends nothing
+/// more), and reads the answer until the server closes. None when the server closed without
+/// answering.
+async fn exchange(app: &TestApp, request: &[u8], half_close: bool) -> Option<Raw> {
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // The server may answer and close before reading everything; that is not a failure here.
+    let _ = stream.write_all(request).await;
+    if half_close {
+        let _ = stream.shutdown().await;
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(EXCHANGE_WITHIN, read_all(&mut stream, &mut answer)).await;
+    assert!(read.is_ok(), "the server neither answered nor closed");
+    parse_response(&answer)
+}
+
+async fn read_all(stream: &mut TcpStream, into: &mut Vec<u8>) {
+    let mut buf = [0u8; 8192];
+    // A reset after the answer (unread request bytes) ends the read like a close.
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        into.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn parse_response(bytes: &[u8]) -> Option<Raw> {
+    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&bytes[..head_end]);
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some(Raw {
+        status,
+        body: bytes[head_end + 4..].to_vec(),
+    })
+}
+
+fn put_request(path: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "PUT {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+         Content-Type: application/json\r\n{extra_headers}\r\n"
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// The service still reads and writes after the abuse.
+async fn assert_still_serving(app: &TestApp) {
+    assert_eq!(app.put("canary", "{\"ok\":true}").await.status(), 204);
+    let response = app.get("canary").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "{\"ok\":true}");
+}
+
+/// No key was written besides the canary.
+fn assert_nothing_written(redis: &RedisServer) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut redis.connection())
+        .unwrap();
+    assert!(
+        keys.iter().all(|k| k == "canary"),
+        "refused requests wrote {keys:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_get_413() {
+    let redis = RedisServer::start();
+    let app = TestApp::start_with(&redis, &LIMITS).await;
+    let over = format!("\"{}\"", "x".repeat(1000));
+    assert_eq!(
+        error_code(app.put("k", &over).await).await,
+        "payload_too_large"
+    );
+    let at_limit = format!("\"{}\"", "x".repeat(998));
+    assert_eq!(app.put("k2", &at_limit).await.status(), 204);
+    redis.cli(&["DEL", "k2"]);
+
+    // A declared length far past the limit is refused before any body byte is read.
+    let declared = put_request("/v1/cache/k", "Content-Length: 10000000000\r\n", b"");
+    let raw = exchange(&app, &declared, false).await.expect("an answer");
+    assert_eq!((raw.status, raw.code()), (413, "payload_too_large".into()));
+
+    // Chunked, with no length declared: counted while it streams.
+    let mut chunked = put_request("/v1/cache/k", "Transfer-Encoding: chunked\r\n", b"");
+    for _ in 0..20 {
+        chunked.extend_from_slice(b"64\r\n");
+        chunked.extend_from_slice(&[b' '; 100]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let raw = exchange(&app, &chunked, false).await.expect("an answer");
+    assert_eq!((raw.status, raw.code()), (413, "payload_too_large".into()));
+
+    let big_batch = json!({"keys": vec!["k".repeat(100); 2100]});
+    let response = app.post_json("/v1/batch/get", &big_batch).await;
+    assert_eq!(error_code(response).await, "payload_too_large");
+    let entries = json!({"entries": [{"key": "k", "value": "x".repeat(1001)}]});
+    let response = app.post_json("/v1/batch/set", &entries).await;
+    assert_eq!(response.status(), 413);
+    assert_nothing_written(&redis);
+    assert_still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_cut_off_mid_stream_are_refused_and_write_nothing() {
+    let redis = RedisServer::start();
+    let app = TestApp::start(&redis).await;
+    let truncated = [
+        put_request(
+            "/v1/cache/cut1",
+            "Content-Length: 100\r\n",
+            b"{\"a\": \"0123",
+        ),
+        put_request(
+            "/v1/cache/cut2",
+            "Transfer-Encoding: chunked\r\n",
+            b"20\r\n{\"a\": \"0123",
+        ),
+        put_request(
+            "/v1/cache/cut3",
+            "Transfer-Encoding: chunked\r\n",
+            b"zz\r\n{}",
+        ),
+    ];
+    for request in &truncated {
+        // The client stops sending: a clear 400 if the server can still answer, never a write.
+        if let Some(raw) = exchange(&app, request, true).await {
+            assert_eq!(raw.status, 400, "{:?}", String::from_utf8_lossy(&raw.body));
+        }
+    }
+    // The same, without the half-close: the client just vanishes.
+    for request in &truncated {
+        let addr = app.base.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        drop(stream);
+    }
+    assert_still_serving(&app).await;
+    assert_nothing_written(&redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_in_keys_and_bodies_is_refused() {
+    let redis = RedisServer::start();
+    let app = TestApp::start(&redis).await;
+    for key in ["%FF", "a%C3%28b", "%C3", "%ED%A0%80", "%F4%90%80%80"] {
+        let response = app
+            .client
+            .get(app.url(&format!("/v1/cache/{key}")))
+            .send()
+            .await;
+        assert_eq!(error_code(response.unwrap()).await, "invalid_key", "{key}");
+        let response = app.client.put(app.url(&format!("/v1/cache/{key}")));
+        let response = response
+            .header("content-type", "application/json")
+            .body("1");
+        assert_eq!(
+            error_code(response.send().await.unwrap()).await,
+            "invalid_key"
+        );
+    }
+    // Raw bytes that are not UTF-8 in the request line itself.
+    let raw = b"GET /v1/cache/a\xff\xfeb HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let answer = exchange(&app, raw, false).await.expect("an answer");
+    assert_eq!(answer.status, 400);
+
+    for body in [
+        &b"\"\xff\""[..],
+        b"{\"a\": \"\xc3\x28\"}",
+        b"\xef\xbb\xbf{}",
+    ] {
+        let response = app
+            .client
+            .put(app.key_url("k"))
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(response).await, "invalid_json", "{body:?}");
+    }
+    for body in [&b"{\"keys\": [\"\xff\"]}"[..], b"{\"keys\": [\"\\ud800\"]}"] {
+        let response = app
+            .client
+            .post(app.url("/v1/batch/get"))
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body:?}");
+    }
+    let entries = b"{\"entries\": [{\"key\": \"k\", \"value\": \"\xff\"}]}".to_vec();
+    let response = app
+        .client
+        .post(app.url("/v1/batch/set"))
+        .header("content-type", "application/json")
+        .body(entries)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(response).await, "invalid_json");
+    assert_nothing_written(&redis);
+    assert_still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_nested_100000_levels_is_refused_without_overflowing_the_stack() {
+    let redis = RedisServer::start();
+    let app = TestApp::start(&redis).await;
+    let arrays = "[".repeat(100_000) + &"]".repeat(100_000);
+    let objects = "{\"a\":".repeat(100_000) + "1" + &"}".repeat(100_000);
+    let unclosed = "[".repeat(100_000);
+    for deep in [&arrays, &objects, &unclosed] {
+        assert_eq!(
+            error_code(app.put("deep", deep).await).await,
+            "invalid_json"
+        );
+        for ttl in [deep.clone(), format!("{{\"ttl\": {deep}}}")] {
+            let response = app
+                .client
+                .put(app.url("/v1/cache/deep/ttl"))
+                .header("content-type", "application/json")
+                .body(ttl)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 400);
+        }
+        for path in ["/v1/batch/get", "/v1/batch/delete"] {
+            let body = format!("{{\"keys\": {deep}}}");
+            let response = app
+                .client
+                .post(app.url(path))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 400, "{path}");
+        }
+        let body = format!("{{\"entries\": [{{\"key\": \"deep\", \"value\": {deep}}}]}}");
+        let response = app
+            .client
+            .post(app.url("/v1/batch/set"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(response).await, "invalid_json");
+    }
+    assert_nothing_written(&redis);
+    assert_still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_of_10000_entries_are_refused() {
+    let redis = RedisServer::start();
+    let app = TestApp::start(&redis).await;
+    let keys: Vec<String> = (0..10_000).map(|i| format!("k{i}")).collect();
+    let entries: Vec<Value> = keys.iter().map(|k| json!({"key": k, "value": 1})).collect();
+    let requests = [
+        ("/v1/batch/get", json!({ "keys": keys })),
+        ("/v1/batch/delete", json!({ "keys": keys })),
+        ("/v1/batch/set", json!({ "entries": entries })),
+        ("/v1/batch/get", json!({ "keys": [] })),
+        ("/v1/batch/set", json!({ "entries": [] })),
+    ];
+    for (path, body) in &requests {
+        let response = app.post_json(path, body).await;
+        assert_eq!(error_code(response).await, "invalid_request", "{path}");
+    }
+    assert_nothing_written(&redis);
+    assert_still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_query_strings_and_headers_are_refused() {
+    let redis = RedisServer::start();
+    let app = TestApp::start(&redis).await;
+    // Long, yet under the 64 KiB an HTTP URI may hold: these reach the service and get its
+    // own JSON errors.
+    let long = 60_000;
+    let requests = [
+        (
+            format!("/v1/cache/k?ttl={}", "9".repeat(long)),
+            "invalid_ttl",
+        ),
+        (format!("/v1/cache/{}", "k".repeat(long)), "invalid_key"),
+        (
+            format!("/v1/cache?pattern={}", "a".repeat(long)),
+            "invalid_pattern",
+        ),
+        (
+            format!("/v1/cache?cursor={}", "c".repeat(long)),
+            "invalid_request",
+        ),
+    ];
+    for (path, code) in requests {
+        let response = app
+            .client
+            .put(app.url(&path))
+            .header("content-type", "application/json")
+            .body("1");
+        let response = if path.contains("ttl=") {
+            response.send().await
+        } else {
+            app.client.get(app.url(&path)).send().await
+        };
+        assert_eq!(error_code(response.unwrap()).await, code);
+    }
+    let many = "&x=1".repeat(15_000);
+    let response = app
+        .client
+        .get(app.url(&format!("/v1/cache/k?{many}")))
+        .send();
+    assert_eq!(
+        response.await.unwrap().status(),
+        404,
+        "unknown parameters are ignored"
+    );
+
+    // Past what the HTTP parser accepts (64 KiB URIs, 128 KiB heads, 96 headers): refused by
+    // the protocol layer, before any route, with a bare status.
+    let long_uri = format!(
+        "GET /v1/cache/{} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "k".repeat(100_000)
+    );
+    let long_line = format!(
+        "GET /v1/cache/k?ttl={} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "1".repeat(200_000)
+    );
+    let long_header = format!(
+        "GET /v1/cache/k HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(200_000)
+    );
+    let many_headers = format!(
+        "GET /v1/cache/k HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{}\r\n",
+        "X-Many: 1\r\n".repeat(500)
+    );
+    for request in [long_uri, long_line, long_header, many_headers] {
+        let raw = exchange(&app, request.as_bytes(), false)
+            .await
+            .expect("an answer");
+        assert!(
+            raw.status == 400 || raw.status == 431,
+            "status {}",
+            raw.status
+        );
+    }
+    let response = app
+        .client
+        .get(app.key_url("k"))
+        .header("x-request-id", "r".repeat(10_000))
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(id.len() <= 128, "an over-long request id was echoed");
+    assert_nothing_written(&redis);
+    assert_still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_ttls_are_refused_and_write_nothing() {
+    let redis = RedisServer::start();
+    let app = TestApp::start(&redis).await;
+    let queries = [
+        "",
+        "0",
+        "-1",
+        "%2B5",
+        "1.5",
+        "1e3",
+        "0x10",
+        "NaN",
+        "inf",
+        "%205",
+        "2592001",
+        "18446744073709551616",
+        "99999999999999999999999999999999999999999",
+    ];
+    for ttl in queries {
+        let url = app.url(&format!("/v1/cache/k?ttl={ttl}"));
+        let request = app
+            .client
+            .put(url)
+            .header("content-type", "application/json");
+        let response = request.body("1").send().await.unwrap();
+        assert_eq!(error_code(response).await, "invalid_ttl", "ttl={ttl}");
+        let response = app.client.get(app.url(&format!("/v1/cache/k?ttl={ttl}")));
+        assert_eq!(
+            response.send().await.unwrap().status(),
+            400,
+            "GET ttl={ttl}"
+        );
+    }
+    let bodies = [
+        "0",
+        "-1",
+        "1.5",
+        "-1.0",
+        "1.0e2",
+        "1e3",
+        "1e400",
+        "\"60\"",
+        "null",
+        "true",
+        "[60]",
+        "18446744073709551616",
+        "2592001",
+    ];
+    redis.cli(&["SET", "held", "1", "EX", "100"]);
+    for ttl in bodies {
+        let response = app
+            .client
+            .put(app.url("/v1/cache/held/ttl"))
+            .header("content-type", "application/json")
+            .body(format!("{{\"ttl\": {ttl}}}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(response).await, "invalid_ttl", "ttl {ttl}");
+        if ttl == "null" {
+            continue; // In a batch entry, null means the default TTL.
+        }
+        let response = app
+            .client
+            .post(app.url("/v1/batch/set"))
+            .header("content-type", "application/json")
+            .body(format!(
+                "{{\"entries\": [{{\"key\": \"k\", \"value\": 1, \"ttl\": {ttl}}}]}}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(response).await, "invalid_ttl", "batch ttl {ttl}");
+    }
+    let ttl: i64 = redis.cli(&["TTL", "held"]).parse().unwrap();
+    assert!(
+        (1..=100).contains(&ttl),
+        "a refused update changed the TTL to {ttl}"
+    );
+    redis.cli(&["DEL", "held"]);
+    assert_nothing_written(&redis);
+    assert_still_serving(&app).await;
+}
