@@ -34,13 +34,13 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The label of the `cachegate_redis_errors_total` metric.
-    pub fn kind(&self) -> &'static str {
+    /// The label of the `cachegate_redis_errors_total` metric; None for a wrong type.
+    pub fn metric_kind(&self) -> Option<&'static str> {
         match self {
-            StoreError::Unavailable(_) => "unavailable",
-            StoreError::Timeout => "timeout",
-            StoreError::WrongType => "wrong_type",
-            StoreError::Other(_) => "other",
+            StoreError::Unavailable(_) => Some("unavailable"),
+            StoreError::Timeout => Some("timeout"),
+            StoreError::WrongType => None,
+            StoreError::Other(_) => Some("other"),
         }
     }
 }
@@ -231,8 +231,11 @@ impl Connections {
                 "slow Redis call"
             );
         }
+        // A WRONGTYPE reply is the data's problem, not Redis failing: it is not counted.
+        if let Some(kind) = result.as_ref().err().and_then(StoreError::metric_kind) {
+            metrics::counter!("cachegate_redis_errors_total", "kind" => kind).increment(1);
+        }
         if let Err(err) = result {
-            metrics::counter!("cachegate_redis_errors_total", "kind" => err.kind()).increment(1);
             if let StoreError::Other(detail) | StoreError::Unavailable(detail) = err {
                 tracing::warn!(operation, error = %detail, "Redis call failed");
             }
