@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text exposition.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -15,15 +16,31 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the process-wide recorder once (several in-process servers share it in tests).
+/// How often histogram samples are folded into their buckets. Until then each sample is
+/// kept in memory, so without upkeep memory would grow with every request between scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Installs the process-wide recorder once (several in-process servers share it in tests),
+/// with a background thread that runs its upkeep.
 pub fn recorder() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
                 .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                });
+            if let Err(err) = spawned {
+                tracing::warn!(error = %err, "cannot start the metrics upkeep thread");
+            }
+            Some(handle)
         })
         .as_ref()
 }
