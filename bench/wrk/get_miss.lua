@@ -1,0 +1,10 @@
+-- GET of keys that are never written (every request a miss: 404 for cachegate).
+local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local B = dofile(dir .. "common.lua")
+local reqs
+function init(args)
+  B.seed()
+  reqs = B.prepare(B.pool, function(i) return B.get("miss:" .. i) end)
+end
+function request() return reqs[math.random(#reqs)] end
+done = B.report
