@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use crate::config::AuthConfig;
 use crate::error::{ApiError, ErrorCode};
 use crate::keys::Keyspace;
+use crate::routes::{self, RouteTemplate};
 use crate::state::AppState;
 
 /// What a token may do.
@@ -136,12 +137,11 @@ impl FromRequest for Caller {
 /// The operation's needs, from its route, method and query: reads are GET and HEAD, batch
 /// get, and TTL reads; `GET ?ttl=` writes, since it resets the TTL.
 fn need_of(req: &HttpRequest) -> Need {
-    let route = req.match_pattern();
-    match route.as_deref() {
-        Some("/v1/stats") => Need::Stats,
-        Some("/metrics") => Need::Metrics,
-        Some("/v1/batch/get") => Need::Read,
-        Some("/v1/cache/{key}") if req.method() == Method::GET && has_ttl_param(req) => Need::Write,
+    match RouteTemplate::get(req).0 {
+        Some(routes::STATS) => Need::Stats,
+        Some(routes::METRICS) => Need::Metrics,
+        Some(routes::BATCH_GET) => Need::Read,
+        Some(routes::VALUE) if req.method() == Method::GET && has_ttl_param(req) => Need::Write,
         _ if req.method() == Method::GET || req.method() == Method::HEAD => Need::Read,
         _ => Need::Write,
     }
@@ -151,8 +151,9 @@ fn need_of(req: &HttpRequest) -> Need {
 /// read-only token cannot slip a TTL reset past the check. A query that does not parse
 /// counts as naming `ttl`: refusing is the safe side.
 fn has_ttl_param(req: &HttpRequest) -> bool {
-    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map_or(true, |pairs| pairs.iter().any(|(name, _)| name == "ttl"))
+    !req.query_string().is_empty()
+        && web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map_or(true, |pairs| pairs.iter().any(|(name, _)| name == "ttl"))
 }
 
 fn check_scope(scope: &Scope, need: Need) -> Result<(), ApiError> {

@@ -1,5 +1,6 @@
 //! Request telemetry: request ids, one log line per request, request metrics and counters.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -7,7 +8,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::http::Method;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse};
 use tracing::Span;
@@ -17,6 +18,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 use crate::error::{ApiError, ErrorCode};
+use crate::routes::RouteTemplate;
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -86,6 +88,19 @@ fn method_label(method: &Method) -> &'static str {
         .unwrap_or("other")
 }
 
+/// The status as a label, without an allocation for the statuses cachegate answers.
+fn status_label(status: StatusCode) -> Cow<'static, str> {
+    const COMMON: [&str; 16] = [
+        "200", "204", "400", "401", "403", "404", "405", "409", "412", "413", "415", "500", "503",
+        "504", "308", "429",
+    ];
+    let text = status.as_str();
+    COMMON
+        .into_iter()
+        .find(|common| *common == text)
+        .map_or_else(|| Cow::Owned(text.to_string()), Cow::Borrowed)
+}
+
 /// Outermost middleware: assigns the request id, echoes it, and counts the request.
 pub async fn observe(
     req: ServiceRequest,
@@ -103,9 +118,9 @@ pub async fn observe(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let method = method_label(req.method());
     // The template, never the raw path: paths hold keys, and keys can be anything.
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
+    let template = RouteTemplate::of(req.request());
+    req.extensions_mut().insert(template);
+    let route = template.0.unwrap_or("unmatched");
 
     let outcome = next.call(req).await;
 
@@ -120,9 +135,9 @@ pub async fn observe(
         }
     }
     let labels = [
-        ("method", method.to_string()),
-        ("route", route),
-        ("status", status.as_str().to_string()),
+        ("method", Cow::Borrowed(method)),
+        ("route", Cow::Borrowed(route)),
+        ("status", status_label(status)),
     ];
     metrics::counter!("cachegate_http_requests_total", &labels).increment(1);
     metrics::histogram!("cachegate_http_request_duration_seconds", &labels)
@@ -160,7 +175,9 @@ impl RootSpanBuilder for RequestSpan {
             .get::<RequestId>()
             .and_then(|id| id.0.to_str().ok())
             .unwrap_or("unknown");
-        let route = request.match_pattern();
+        let route = extensions
+            .get::<RouteTemplate>()
+            .and_then(|template| template.0);
         // A span is filtered by its level like an event: at ERROR it stays enabled under any
         // RUST_LOG that lets anything through (`warn` included), so every line a request
         // logs carries its id. The level is not shown on the lines.
@@ -168,7 +185,7 @@ impl RootSpanBuilder for RequestSpan {
             "request",
             request_id = %id,
             method = %request.method(),
-            route = %route.as_deref().unwrap_or("unmatched"),
+            route = route.unwrap_or("unmatched"),
         )
     }
 

@@ -7,7 +7,7 @@ pub mod health;
 pub mod metrics;
 pub mod stats;
 
-use actix_web::{web, HttpResponse, Resource};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, Resource};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::store::StoreError;
@@ -37,35 +37,90 @@ fn resource(path: &str, allow: &'static str) -> Resource {
     }))
 }
 
+// The route templates. Metrics, log lines and access checks name a request's route by its
+// template (never the raw path, which holds keys), found once per request by `template_of`.
+pub const LIST: &str = "/v1/cache";
+pub const VALUE: &str = "/v1/cache/{key}";
+pub const VALUE_TTL: &str = "/v1/cache/{key}/ttl";
+pub const BATCH_GET: &str = "/v1/batch/get";
+pub const BATCH_SET: &str = "/v1/batch/set";
+pub const BATCH_DELETE: &str = "/v1/batch/delete";
+pub const STATS: &str = "/v1/stats";
+pub const HEALTH: &str = "/health";
+pub const READY: &str = "/health/ready";
+pub const METRICS: &str = "/metrics";
+pub const OPENAPI: &str = "/openapi.json";
+pub const DOCS: &str = "/docs";
+pub const DOCS_ASSET: &str = "/docs/{path:.*}";
+
+const TEMPLATES: [&str; 13] = [
+    LIST,
+    VALUE,
+    VALUE_TTL,
+    BATCH_GET,
+    BATCH_SET,
+    BATCH_DELETE,
+    STATS,
+    HEALTH,
+    READY,
+    METRICS,
+    OPENAPI,
+    DOCS,
+    DOCS_ASSET,
+];
+
+/// The template of the route a request matches; None when no route does.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteTemplate(pub Option<&'static str>);
+
+impl RouteTemplate {
+    /// Matches the path against the route table (a regex walk: done once per request by the
+    /// outermost middleware, which stores the result in the request's extensions).
+    pub fn of(req: &HttpRequest) -> Self {
+        let pattern = req.match_pattern();
+        Self(
+            TEMPLATES
+                .into_iter()
+                .find(|t| Some(*t) == pattern.as_deref()),
+        )
+    }
+
+    /// The stored template, or a fresh match when none was stored.
+    pub fn get(req: &HttpRequest) -> Self {
+        let stored = req.extensions().get::<RouteTemplate>().copied();
+        stored.unwrap_or_else(|| Self::of(req))
+    }
+}
+
 /// Every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/v1/cache", "GET, DELETE")
+        resource(LIST, "GET, DELETE")
             .route(web::get().to(cache::list_keys))
             .route(web::delete().to(cache::delete_matching)),
     )
     .service(
-        resource("/v1/cache/{key}", "GET, HEAD, PUT, DELETE")
+        resource(VALUE, "GET, HEAD, PUT, DELETE")
             .route(web::get().to(cache::get_value))
             .route(web::head().to(cache::head_value))
             .route(web::put().to(cache::put_value))
             .route(web::delete().to(cache::delete_value)),
     )
     .service(
-        resource("/v1/cache/{key}/ttl", "GET, PUT")
+        resource(VALUE_TTL, "GET, PUT")
             .route(web::get().to(cache::get_ttl))
             .route(web::put().to(cache::put_ttl)),
     )
-    .service(resource("/v1/batch/get", "POST").route(web::post().to(batch::batch_get)))
-    .service(resource("/v1/batch/set", "POST").route(web::post().to(batch::batch_set)))
-    .service(resource("/v1/batch/delete", "POST").route(web::post().to(batch::batch_delete)))
-    .service(resource("/v1/stats", "GET").route(web::get().to(stats::get_stats)))
-    .service(resource("/health", "GET").route(web::get().to(health::liveness)))
-    .service(resource("/health/ready", "GET").route(web::get().to(health::readiness)))
-    .service(resource("/metrics", "GET").route(web::get().to(metrics::get_metrics)))
-    .service(resource("/openapi.json", "GET").route(web::get().to(docs::openapi_json)))
-    .service(resource("/docs", "GET").route(web::get().to(docs::docs_index)))
-    .service(resource("/docs/{path:.*}", "GET").route(web::get().to(docs::docs_asset)));
+    .service(resource(BATCH_GET, "POST").route(web::post().to(batch::batch_get)))
+    .service(resource(BATCH_SET, "POST").route(web::post().to(batch::batch_set)))
+    .service(resource(BATCH_DELETE, "POST").route(web::post().to(batch::batch_delete)))
+    .service(resource(STATS, "GET").route(web::get().to(stats::get_stats)))
+    .service(resource(HEALTH, "GET").route(web::get().to(health::liveness)))
+    .service(resource(READY, "GET").route(web::get().to(health::readiness)))
+    .service(resource(METRICS, "GET").route(web::get().to(metrics::get_metrics)))
+    .service(resource(OPENAPI, "GET").route(web::get().to(docs::openapi_json)))
+    .service(resource(DOCS, "GET").route(web::get().to(docs::docs_index)))
+    .service(resource(DOCS_ASSET, "GET").route(web::get().to(docs::docs_asset)));
 }
 
 /// `404 not_found` for every path no route matches.
