@@ -235,10 +235,8 @@ impl Connections {
         if let Some(kind) = result.as_ref().err().and_then(StoreError::metric_kind) {
             metrics::counter!("cachegate_redis_errors_total", "kind" => kind).increment(1);
         }
-        if let Err(err) = result {
-            if let StoreError::Other(detail) | StoreError::Unavailable(detail) = err {
-                tracing::warn!(operation, error = %detail, "Redis call failed");
-            }
+        if let Err(StoreError::Other(detail) | StoreError::Unavailable(detail)) = result {
+            tracing::warn!(operation, error = %detail, "Redis call failed");
         }
     }
 }
