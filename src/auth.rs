@@ -137,7 +137,7 @@ impl FromRequest for Caller {
 /// The operation's needs, from its route, method and query: reads are GET and HEAD, batch
 /// get, and TTL reads; `GET ?ttl=` writes, since it resets the TTL.
 fn need_of(req: &HttpRequest) -> Need {
-    match RouteTemplate::get(req).0 {
+    match RouteTemplate::of(req) {
         Some(routes::STATS) => Need::Stats,
         Some(routes::METRICS) => Need::Metrics,
         Some(routes::BATCH_GET) => Need::Read,

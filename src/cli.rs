@@ -25,7 +25,7 @@ ENVIRONMENT (empty counts as unset):
     REDIS_PASSWORD            Redis password
     REDIS_DB                  database number [0]
     REDIS_TTL                 default TTL in seconds [900]
-    REDIS_POOL_SIZE           Redis connections [2 x cores]
+    REDIS_POOL_SIZE           Redis connections, each multiplexed [number of cores]
     REDIS_CONNECT_TIMEOUT_MS  connection timeout [10000]
     REDIS_COMMAND_TIMEOUT_MS  one Redis round trip; past it 504 [1000]
     CACHE_HOST                listen address [0.0.0.0]

@@ -179,10 +179,10 @@ fn default_shutdown_timeout_s() -> u64 {
     30
 }
 
-/// Twice the cores: enough multiplexed connections to keep Redis busy without
-/// making the connections fight for the same cores.
+/// One multiplexed connection per core: each HTTP worker thread (one per core) pipelines its
+/// requests on a connection of its own. More connections measured no faster (docs/benchmarks.md).
 pub fn default_pool_size() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// What each variable accepts, appended to parse errors so the message says how to fix it.

@@ -40,7 +40,10 @@ pub fn init(format: Option<LogFormat>) -> WorkerGuard {
     } else {
         LogFormat::Json
     });
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    // Buffered: the writer thread drains every line queued so far, then flushes them in one
+    // write, instead of one write per request under load.
+    let (writer, guard) =
+        tracing_appender::non_blocking(std::io::BufWriter::new(std::io::stdout()));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // tracing-actix-web logs the Debug form of every error response (4xx at WARN): keys and
     // fragments of bodies. The request's own line carries the error code instead.
@@ -101,6 +104,11 @@ fn status_label(status: StatusCode) -> Cow<'static, str> {
         .map_or_else(|| Cow::Owned(text.to_string()), Cow::Borrowed)
 }
 
+/// The template of the route that served a request (never the raw path: paths hold keys).
+fn route_label(request: &actix_web::HttpRequest) -> &'static str {
+    RouteTemplate::of(request).unwrap_or("unmatched")
+}
+
 /// Outermost middleware: assigns the request id, echoes it, and counts the request.
 pub async fn observe(
     req: ServiceRequest,
@@ -117,16 +125,12 @@ pub async fn observe(
     req.extensions_mut().insert(Arrival(arrival));
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let method = method_label(req.method());
-    // The template, never the raw path: paths hold keys, and keys can be anything.
-    let template = RouteTemplate::of(req.request());
-    req.extensions_mut().insert(template);
-    let route = template.0.unwrap_or("unmatched");
 
     let outcome = next.call(req).await;
 
-    let status = match &outcome {
-        Ok(response) => response.status(),
-        Err(err) => err.as_response_error().status_code(),
+    let (status, route) = match &outcome {
+        Ok(response) => (response.status(), route_label(response.request())),
+        Err(err) => (err.as_response_error().status_code(), "unmatched"),
     };
     if let Some(state) = state {
         state.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -175,9 +179,6 @@ impl RootSpanBuilder for RequestSpan {
             .get::<RequestId>()
             .and_then(|id| id.0.to_str().ok())
             .unwrap_or("unknown");
-        let route = extensions
-            .get::<RouteTemplate>()
-            .and_then(|template| template.0);
         // A span is filtered by its level like an event: at ERROR it stays enabled under any
         // RUST_LOG that lets anything through (`warn` included), so every line a request
         // logs carries its id. The level is not shown on the lines.
@@ -185,7 +186,8 @@ impl RootSpanBuilder for RequestSpan {
             "request",
             request_id = %id,
             method = %request.method(),
-            route = route.unwrap_or("unmatched"),
+            // Known once routing is done: recorded when the request ends.
+            route = tracing::field::Empty,
         )
     }
 
@@ -202,6 +204,7 @@ impl RootSpanBuilder for RequestSpan {
                     .map_or(0.0, |a| a.0.elapsed().as_secs_f64() * 1000.0);
                 let status = response.status().as_u16();
                 let error = response_error_code(response.response());
+                span.record("route", route_label(response.request()));
                 span.in_scope(|| {
                     tracing::info!(
                         status,

@@ -7,7 +7,7 @@ pub mod health;
 pub mod metrics;
 pub mod stats;
 
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, Resource};
+use actix_web::{web, HttpRequest, HttpResponse, Resource};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::store::StoreError;
@@ -31,14 +31,19 @@ pub fn store_error(err: StoreError) -> ApiError {
 }
 
 /// A resource whose unsupported methods get `405` with an `Allow` header.
-fn resource(path: &str, allow: &'static str) -> Resource {
-    web::resource(path).default_service(web::to(move || async move {
-        Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
-    }))
+/// A resource that knows its own template (so metrics, logs and access checks get it from
+/// routing instead of matching the path again) and answers unsupported methods with `405`
+/// and an `Allow` header.
+fn resource(template: &'static str, allow: &'static str) -> Resource {
+    web::resource(template)
+        .app_data(RouteTemplate(template))
+        .default_service(web::to(move || async move {
+            Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
+        }))
 }
 
-// The route templates. Metrics, log lines and access checks name a request's route by its
-// template (never the raw path, which holds keys), found once per request by `template_of`.
+// The route templates, which name a request's route in metrics, log lines and access checks
+// (never the raw path: paths hold keys).
 pub const LIST: &str = "/v1/cache";
 pub const VALUE: &str = "/v1/cache/{key}";
 pub const VALUE_TTL: &str = "/v1/cache/{key}/ttl";
@@ -53,58 +58,31 @@ pub const OPENAPI: &str = "/openapi.json";
 pub const DOCS: &str = "/docs";
 pub const DOCS_ASSET: &str = "/docs/{path:.*}";
 
-const TEMPLATES: [&str; 13] = [
-    LIST,
-    VALUE,
-    VALUE_TTL,
-    BATCH_GET,
-    BATCH_SET,
-    BATCH_DELETE,
-    STATS,
-    HEALTH,
-    READY,
-    METRICS,
-    OPENAPI,
-    DOCS,
-    DOCS_ASSET,
-];
-
-/// The template of the route a request matches; None when no route does.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteTemplate(pub Option<&'static str>);
+/// The template of the route that matched a request, attached by routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteTemplate(pub &'static str);
 
 impl RouteTemplate {
-    /// Matches the path against the route table (a regex walk: done once per request by the
-    /// outermost middleware, which stores the result in the request's extensions).
-    pub fn of(req: &HttpRequest) -> Self {
-        let pattern = req.match_pattern();
-        Self(
-            TEMPLATES
-                .into_iter()
-                .find(|t| Some(*t) == pattern.as_deref()),
-        )
-    }
-
-    /// The stored template, or a fresh match when none was stored.
-    pub fn get(req: &HttpRequest) -> Self {
-        let stored = req.extensions().get::<RouteTemplate>().copied();
-        stored.unwrap_or_else(|| Self::of(req))
+    /// The matched route's template; None before routing or when no route matched.
+    pub fn of(req: &HttpRequest) -> Option<&'static str> {
+        req.app_data::<RouteTemplate>().map(|t| t.0)
     }
 }
 
 /// Every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // The hot route first: routing tries resources in order.
     cfg.service(
-        resource(LIST, "GET, DELETE")
-            .route(web::get().to(cache::list_keys))
-            .route(web::delete().to(cache::delete_matching)),
-    )
-    .service(
         resource(VALUE, "GET, HEAD, PUT, DELETE")
             .route(web::get().to(cache::get_value))
             .route(web::head().to(cache::head_value))
             .route(web::put().to(cache::put_value))
             .route(web::delete().to(cache::delete_value)),
+    )
+    .service(
+        resource(LIST, "GET, DELETE")
+            .route(web::get().to(cache::list_keys))
+            .route(web::delete().to(cache::delete_matching)),
     )
     .service(
         resource(VALUE_TTL, "GET, PUT")

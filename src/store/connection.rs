@@ -3,10 +3,11 @@
 //! deadpool creates connections (with its timeouts) and health-checks them with a PING when
 //! they are checked out. Checking one out per request would cost that PING round trip on
 //! every request, so each lane keeps one pooled connection checked out and hands clones of it
-//! to requests: redis-rs pipelines the concurrent commands of all of them on one socket. A
-//! connection that fails at the connection level is detached from the pool and its lane
-//! refills from the pool on the next request, which retries once; a Redis restart therefore
-//! costs no failed request once Redis answers again.
+//! to requests: redis-rs pipelines the concurrent commands of all of them on one socket. Each
+//! thread keeps to one lane, so an HTTP worker's requests and its connection's driver task run
+//! on the same thread. A connection that fails at the connection level is detached from the
+//! pool and its lane refills from the pool on the next request, which retries once; a Redis
+//! restart therefore costs no failed request once Redis answers again.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -90,7 +91,6 @@ impl Lane {
 pub struct Connections {
     pool: Pool,
     lanes: Box<[Lane]>,
-    next_lane: AtomicUsize,
     generation: AtomicU64,
     in_flight: Semaphore,
     command_timeout: Duration,
@@ -125,7 +125,6 @@ impl Connections {
         Ok(Self {
             pool,
             lanes,
-            next_lane: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             in_flight: Semaphore::new(config.pool_size * IN_FLIGHT_PER_LANE),
             command_timeout: config.command_timeout,
@@ -176,7 +175,7 @@ impl Connections {
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let lane = &self.lanes[self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes.len()];
+        let lane = &self.lanes[thread_ordinal() % self.lanes.len()];
         let mut retried = false;
         loop {
             phase.store(PHASE_CHECKOUT, Ordering::Relaxed);
@@ -239,6 +238,17 @@ impl Connections {
             tracing::warn!(operation, error = %detail, "Redis call failed");
         }
     }
+}
+
+/// This thread's ordinal. A thread always uses the same lane, so the lane's connection is
+/// made on it and redis-rs runs the connection's driver task on its runtime (each actix
+/// worker runs its own): a request then reaches Redis without waking another thread.
+fn thread_ordinal() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static ORDINAL: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    ORDINAL.with(|ordinal| *ordinal)
 }
 
 /// Errors after which the connection must be replaced; a timeout is not one of them, since a
