@@ -57,21 +57,23 @@ pub struct Entry<'a> {
     pub ttl: Option<&'a RawValue>,
 }
 
+// Borrows the keys and the values read from Redis: the answer is written without copying a
+// value more than once.
 /// What a batch get found.
 #[derive(Serialize, ToSchema)]
-pub struct Found {
+pub struct Found<'a> {
     /// The value of every key found, exactly as stored.
     #[serde(serialize_with = "serialize_found")]
     #[schema(value_type = std::collections::HashMap<String, serde_json::Value>,
         example = json!({"user:1": {"name": "Ada"}}))]
-    pub found: Vec<(String, Box<RawValue>)>,
+    pub found: Vec<(&'a str, &'a RawValue)>,
     /// Keys that are absent, or hold something other than a JSON string value.
     #[schema(example = json!(["user:2"]))]
-    pub missing: Vec<String>,
+    pub missing: Vec<&'a str>,
 }
 
 fn serialize_found<S: Serializer>(
-    found: &[(String, Box<RawValue>)],
+    found: &[(&str, &RawValue)],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     let mut map = serializer.serialize_map(Some(found.len()))?;
@@ -145,23 +147,25 @@ pub async fn batch_get(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut keys = read_keys(&req, payload, &state).await?;
+    let keys = read_keys(&req, payload, &state).await?;
     let mut seen = HashSet::with_capacity(keys.len());
-    keys.retain(|k| seen.insert(k.as_str().to_string()));
+    let unique: Vec<&CacheKey> = keys.iter().filter(|k| seen.insert(k.as_str())).collect();
     let values = state
         .store
-        .get_many(&caller.keyspace, &keys)
+        .get_many(&caller.keyspace, &unique)
         .await
         .map_err(store_error)?;
-    let mut found = Vec::with_capacity(keys.len());
+    let mut found = Vec::with_capacity(unique.len());
     let mut missing = Vec::new();
-    for (key, value) in keys.into_iter().zip(values) {
+    for (key, value) in unique.iter().zip(&values) {
+        // Parsing into a borrowed RawValue validates without copying.
         let json = value
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .and_then(|text| RawValue::from_string(text).ok());
+            .as_deref()
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .and_then(|text| serde_json::from_str::<&RawValue>(text).ok());
         match json {
-            Some(json) => found.push((key.as_str().to_string(), json)),
-            None => missing.push(key.as_str().to_string()),
+            Some(json) => found.push((key.as_str(), json)),
+            None => missing.push(key.as_str()),
         }
     }
     state

@@ -163,7 +163,7 @@ impl Store {
     pub async fn get_many(
         &self,
         ks: &Keyspace,
-        keys: &[CacheKey],
+        keys: &[&CacheKey],
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let mut cmd = redis::cmd("MGET");
         for key in keys {
