@@ -162,6 +162,21 @@ async fn invalid_keys_are_refused_and_nothing_is_written() {
             .unwrap();
         assert_eq!(error_code(get).await, "invalid_key", "{raw}");
     }
+    for (method, path) in [
+        ("PUT", "/v1/cache/"),
+        ("GET", "/v1/cache/"),
+        ("GET", "/v1/cache//ttl"),
+    ] {
+        let response = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .header("content-type", "application/json")
+            .body("1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(response).await, "invalid_key", "{method} {path}");
+    }
     let dbsize: i64 = redis::cmd("DBSIZE").query(&mut redis.connection()).unwrap();
     assert_eq!(dbsize, 0);
     // Exactly at the limit is fine; the limit counts decoded UTF-8 bytes.

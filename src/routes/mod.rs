@@ -35,7 +35,12 @@ pub fn store_error(err: StoreError) -> ApiError {
 /// routing instead of matching the path again) and answers unsupported methods with `405`
 /// and an `Allow` header.
 fn resource(template: &'static str, allow: &'static str) -> Resource {
-    web::resource(template)
+    resource_at(template, template, allow)
+}
+
+/// A resource at `path` that counts as the route `template`.
+fn resource_at(path: &str, template: &'static str, allow: &'static str) -> Resource {
+    web::resource(path)
         .app_data(RouteTemplate(template))
         .default_service(web::to(move || async move {
             Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
@@ -86,6 +91,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         resource(VALUE_TTL, "GET, PUT")
+            .route(web::get().to(cache::get_ttl))
+            .route(web::put().to(cache::put_ttl)),
+    )
+    // An empty key (`/v1/cache/`, `/v1/cache//ttl`) reaches the same handlers, whose key
+    // extractor refuses it with 400 invalid_key rather than a bare 404.
+    .service(
+        resource_at("/v1/cache/", VALUE, "GET, HEAD, PUT, DELETE")
+            .route(web::get().to(cache::get_value))
+            .route(web::head().to(cache::head_value))
+            .route(web::put().to(cache::put_value))
+            .route(web::delete().to(cache::delete_value)),
+    )
+    .service(
+        resource_at("/v1/cache//ttl", VALUE_TTL, "GET, PUT")
             .route(web::get().to(cache::get_ttl))
             .route(web::put().to(cache::put_ttl)),
     )
