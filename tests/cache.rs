@@ -111,14 +111,7 @@ async fn keys_of_every_special_class_round_trip() {
 async fn encoded_and_plain_spellings_are_the_same_key() {
     let redis = RedisServer::start();
     let app = TestApp::start(&redis).await;
-    let put = app
-        .client
-        .put(app.url("/v1/cache/user%3A123"))
-        .header("content-type", "application/json")
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let put = app.send_json("PUT", "/v1/cache/user%3A123", "1").await;
     assert_eq!(put.status(), 204);
     let get = app
         .client
@@ -144,14 +137,7 @@ async fn invalid_keys_are_refused_and_nothing_is_written() {
         "new%0Aline",
         too_long.as_str(),
     ] {
-        let response = app
-            .client
-            .put(app.url(&format!("/v1/cache/{raw}")))
-            .header("content-type", "application/json")
-            .body("1")
-            .send()
-            .await
-            .unwrap();
+        let response = app.send_json("PUT", &format!("/v1/cache/{raw}"), "1").await;
         assert_eq!(response.status(), 400, "{raw}");
         assert_eq!(error_code(response).await, "invalid_key", "{raw}");
         let get = app
@@ -193,14 +179,7 @@ async fn writes_expire_with_the_given_or_default_ttl() {
     app.put("default", "1").await;
     let ttl = ttl_in_redis(&redis, "default");
     assert!((770..=777).contains(&ttl), "default TTL was {ttl}");
-    let put = app
-        .client
-        .put(app.url("/v1/cache/given?ttl=60"))
-        .header("content-type", "application/json")
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let put = app.send_json("PUT", "/v1/cache/given?ttl=60", "1").await;
     assert_eq!(put.status(), 204);
     assert!((55..=60).contains(&ttl_in_redis(&redis, "given")));
     app.stop().await;
@@ -222,25 +201,13 @@ async fn invalid_ttls_are_refused_and_nothing_is_written() {
         "99999999999999999999999",
     ] {
         let response = app
-            .client
-            .put(app.url(&format!("/v1/cache/t?ttl={ttl}")))
-            .header("content-type", "application/json")
-            .body("1")
-            .send()
-            .await
-            .unwrap();
+            .send_json("PUT", &format!("/v1/cache/t?ttl={ttl}"), "1")
+            .await;
         assert_eq!(response.status(), 400, "ttl={ttl}");
         assert_eq!(error_code(response).await, "invalid_ttl", "ttl={ttl}");
         assert!(!exists_in_redis(&redis, "t"), "ttl={ttl} wrote the key");
     }
-    let max = app
-        .client
-        .put(app.url("/v1/cache/t?ttl=2592000"))
-        .header("content-type", "application/json")
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let max = app.send_json("PUT", "/v1/cache/t?ttl=2592000", "1").await;
     assert_eq!(max.status(), 204);
     app.stop().await;
 }
@@ -249,13 +216,7 @@ async fn invalid_ttls_are_refused_and_nothing_is_written() {
 async fn get_with_ttl_slides_the_expiry() {
     let redis = RedisServer::start();
     let app = TestApp::start(&redis).await;
-    app.client
-        .put(app.url("/v1/cache/s?ttl=100"))
-        .header("content-type", "application/json")
-        .body("\"v\"")
-        .send()
-        .await
-        .unwrap();
+    app.send_json("PUT", "/v1/cache/s?ttl=100", "\"v\"").await;
     let get = app
         .client
         .get(app.url("/v1/cache/s?ttl=5000"))
@@ -750,14 +711,7 @@ async fn batch_get_reads_many_keys() {
         assert_eq!(response.status(), 400, "{body}");
         assert_eq!(error_code(response).await, code, "{body}");
     }
-    let broken = app
-        .client
-        .post(app.url("/v1/batch/get"))
-        .header("content-type", "application/json")
-        .body("{\"keys\": [")
-        .send()
-        .await
-        .unwrap();
+    let broken = app.send_json("POST", "/v1/batch/get", "{\"keys\": [").await;
     assert_eq!(error_code(broken).await, "invalid_json");
     let wrong_type = app
         .client
@@ -779,14 +733,7 @@ async fn batch_set_stores_the_exact_text_of_each_value() {
         {"key": "y", "value": "s"},
         {"key": "x", "value": 3, "ttl": null}
     ]}"#;
-    let response = app
-        .client
-        .post(app.url("/v1/batch/set"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = app.send_json("POST", "/v1/batch/set", body).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.json::<Value>().await.unwrap(),
@@ -804,13 +751,7 @@ async fn batch_set_stores_the_exact_text_of_each_value() {
     );
 
     let spaced = r#"{"entries": [{"key": "z", "value":   { "a" : [1,  2] }  , "ttl": 60}]}"#;
-    app.client
-        .post(app.url("/v1/batch/set"))
-        .header("content-type", "application/json")
-        .body(spaced)
-        .send()
-        .await
-        .unwrap();
+    app.send_json("POST", "/v1/batch/set", spaced).await;
     assert_eq!(raw_get(&redis, "z").unwrap(), br#"{ "a" : [1,  2] }"#);
     assert!((55..=60).contains(&ttl_in_redis(&redis, "z")));
     app.stop().await;
@@ -941,14 +882,7 @@ async fn values_nested_deeper_than_128_levels_are_refused_everywhere() {
         "{{\"entries\": [{{\"key\": \"a\", \"value\": 1}}, {{\"key\": \"deep\", \"value\": {}}}]}}",
         nested(100_000)
     );
-    let batch = app
-        .client
-        .post(app.url("/v1/batch/set"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let batch = app.send_json("POST", "/v1/batch/set", &body).await;
     assert_eq!(batch.status(), 400);
     assert_eq!(error_code(batch).await, "invalid_json");
     assert!(

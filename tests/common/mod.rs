@@ -248,6 +248,23 @@ impl TestApp {
             .expect("GET failed")
     }
 
+    /// Sends `body` as `application/json` to a path (and query) of the service.
+    pub async fn send_json(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &str,
+    ) -> reqwest::Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        self.client
+            .request(method, self.url(path_and_query))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request failed")
+    }
+
     pub async fn post_json(&self, path: &str, json: &serde_json::Value) -> reqwest::Response {
         self.client
             .post(self.url(path))
