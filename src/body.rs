@@ -139,23 +139,6 @@ pub fn body_error(err: &serde_json::Error, shape_code: ErrorCode) -> ApiError {
     }
 }
 
-/// The digits of a JSON number that is a whole number written with a zero fraction
-/// (`590.0`, as Python's json.dumps writes a float), so a TTL given that way counts as the
-/// integer it is (JSON Schema's `integer` admits it); any other text comes back unchanged.
-pub fn whole_number(json_number: &str) -> &str {
-    match json_number.split_once('.') {
-        Some((digits, fraction))
-            if !digits.is_empty()
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && !fraction.is_empty()
-                && fraction.bytes().all(|b| b == b'0') =>
-        {
-            digits
-        }
-        _ => json_number,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,17 +175,6 @@ mod tests {
         assert!(check_value(limit.as_bytes()).is_ok());
         let over = "{\"a\":".repeat(MAX_DEPTH + 1) + "1" + &"}".repeat(MAX_DEPTH + 1);
         assert!(check_value(over.as_bytes()).is_err());
-    }
-
-    #[test]
-    fn whole_numbers_lose_only_a_zero_fraction() {
-        assert_eq!(whole_number("590.0"), "590");
-        assert_eq!(whole_number("7.000"), "7");
-        for kept in [
-            "590", "590.5", "5.0e2", "1e3", "-1.0", ".0", "5.", "\"5.0\"",
-        ] {
-            assert_eq!(whole_number(kept), kept, "{kept}");
-        }
     }
 
     #[test]

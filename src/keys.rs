@@ -75,6 +75,24 @@ impl Ttl {
         }
     }
 
+    /// Parses a TTL given as a JSON number's text (`PUT .../ttl`, batch entries). A whole
+    /// number written with a zero fraction (`590.0`, as Python's json.dumps writes a float)
+    /// counts as the integer it is, as JSON Schema's `integer` does; anything else follows
+    /// `parse`.
+    pub fn from_json_number(text: &str, max: u64) -> Result<Self, ApiError> {
+        let digits = match text.split_once('.') {
+            Some((digits, fraction))
+                if !digits.is_empty()
+                    && !fraction.is_empty()
+                    && fraction.bytes().all(|b| b == b'0') =>
+            {
+                digits
+            }
+            _ => text,
+        };
+        Self::parse(digits, max)
+    }
+
     /// A TTL already known to be valid (the configured default).
     pub fn from_config(seconds: u64) -> Self {
         Self(seconds)
@@ -220,6 +238,19 @@ mod tests {
                 ErrorCode::InvalidTtl,
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn json_ttls_may_carry_only_a_zero_fraction() {
+        assert_eq!(Ttl::from_json_number("590.0", 1000).unwrap().seconds(), 590);
+        assert_eq!(Ttl::from_json_number("7.000", 1000).unwrap().seconds(), 7);
+        assert_eq!(Ttl::from_json_number("60", 1000).unwrap().seconds(), 60);
+        for bad in [
+            "590.5", "5.0e2", "1e3", "-1.0", ".0", "5.", "\"5.0\"", "0.0", "null",
+        ] {
+            let err = Ttl::from_json_number(bad, 1000).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidTtl, "{bad}");
         }
     }
 

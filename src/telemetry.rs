@@ -231,16 +231,14 @@ fn error_code(error: Option<&actix_web::Error>) -> Option<String> {
     code_name(error?.as_error::<ApiError>()?.code)
 }
 
-/// The code of an error response: from the error it was made from, or, for a response a
-/// handler built itself from an `ApiError`, from the `ErrorCode` in its extensions.
+/// The code of an error response: every response made from an `ApiError` carries its code
+/// in its extensions, however it was built.
 fn response_error_code<B>(response: &HttpResponse<B>) -> Option<String> {
-    error_code(response.error()).or_else(|| {
-        response
-            .extensions()
-            .get::<ErrorCode>()
-            .copied()
-            .and_then(code_name)
-    })
+    response
+        .extensions()
+        .get::<ErrorCode>()
+        .copied()
+        .and_then(code_name)
 }
 
 fn code_name(code: ErrorCode) -> Option<String> {

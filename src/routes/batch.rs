@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::body::{body_error, check_depth, read_json_body, whole_number};
+use crate::body::{body_error, check_depth, read_json_body};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::{CacheKey, Ttl};
 use crate::openapi::{key_list_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
@@ -230,7 +230,7 @@ pub async fn batch_set(
             check_depth(value).map_err(at)?;
             let ttl = match entry.ttl {
                 None => limits.default_ttl,
-                Some(raw) => Ttl::parse(whole_number(raw.get()), limits.max_ttl).map_err(at)?,
+                Some(raw) => Ttl::from_json_number(raw.get(), limits.max_ttl).map_err(at)?,
             };
             let key = CacheKey::new(entry.key.clone(), limits.max_key_bytes).map_err(at)?;
             Ok(BatchEntry { key, value, ttl })

@@ -12,7 +12,7 @@ use utoipa::openapi::Required;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
-use crate::body::{body_error, check_value, is_json, read_json_body, whole_number};
+use crate::body::{body_error, check_value, is_json, read_json_body};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::{CacheKey, Pattern, Ttl};
 use crate::openapi::{cursor_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
@@ -466,7 +466,7 @@ pub async fn put_ttl(
             "the body must be {\"ttl\": <seconds>}",
         )
     })?;
-    let ttl = Ttl::parse(whole_number(raw.get()), state.limits.max_ttl)?;
+    let ttl = Ttl::from_json_number(raw.get(), state.limits.max_ttl)?;
     if state
         .store
         .expire(&caller.keyspace, &key.0, ttl)
