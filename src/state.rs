@@ -18,32 +18,50 @@ pub struct Limits {
     pub default_ttl: Ttl,
 }
 
-/// The service's own counters, reported by `/v1/stats`.
-#[derive(Debug, Default)]
+/// The service's own counters, reported by `/v1/stats`, with the handles of the matching
+/// Prometheus counters (registered once: a lookup by name and labels on every request costs
+/// a hash and an allocation).
 pub struct Counters {
     pub requests: AtomicU64,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub errors: AtomicU64,
+    hit_metric: metrics::Counter,
+    miss_metric: metrics::Counter,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            requests: AtomicU64::default(),
+            hits: AtomicU64::default(),
+            misses: AtomicU64::default(),
+            errors: AtomicU64::default(),
+            hit_metric: metrics::counter!("cachegate_cache_lookups_total", "result" => "hit"),
+            miss_metric: metrics::counter!("cachegate_cache_lookups_total", "result" => "miss"),
+        }
+    }
 }
 
 impl Counters {
     /// Counts one key lookup (GET, HEAD, each key of a batch get).
     pub fn lookup(&self, hit: bool) {
-        let (counter, label) = if hit {
-            (&self.hits, "hit")
+        if hit {
+            self.lookups(1, 0);
         } else {
-            (&self.misses, "miss")
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("cachegate_cache_lookups_total", "result" => label).increment(1);
+            self.lookups(0, 1);
+        }
     }
 
     pub fn lookups(&self, hits: u64, misses: u64) {
-        self.hits.fetch_add(hits, Ordering::Relaxed);
-        self.misses.fetch_add(misses, Ordering::Relaxed);
-        metrics::counter!("cachegate_cache_lookups_total", "result" => "hit").increment(hits);
-        metrics::counter!("cachegate_cache_lookups_total", "result" => "miss").increment(misses);
+        if hits > 0 {
+            self.hits.fetch_add(hits, Ordering::Relaxed);
+            self.hit_metric.increment(hits);
+        }
+        if misses > 0 {
+            self.misses.fetch_add(misses, Ordering::Relaxed);
+            self.miss_metric.increment(misses);
+        }
     }
 }
 

@@ -281,7 +281,7 @@ async fn each_request_logs_a_json_line_with_its_id_route_status_and_latency() {
         .await;
     assert_eq!(finished["level"], "INFO");
     assert_eq!(finished["span"]["method"], "GET");
-    assert_eq!(finished["span"]["route"], "/v1/cache/{key}");
+    assert_eq!(finished["fields"]["route"], "/v1/cache/{key}");
     assert_eq!(finished["fields"]["status"], 404);
     assert!(finished["fields"]["latency_ms"].is_number(), "{finished}");
     // An error's line names its code, never its message.
