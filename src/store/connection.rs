@@ -205,6 +205,13 @@ impl Connections {
         if let Some(current) = lane.current() {
             return Ok(current);
         }
+        // Boxed: taking a connection from the pool (and connecting) is a future of several
+        // KiB, which would otherwise be part of every request's future, allocated and moved
+        // on the hot path although a lane refills only after a failure.
+        Box::pin(self.refill(lane)).await
+    }
+
+    async fn refill(&self, lane: &Lane) -> Result<(u64, MultiplexedConnection), StoreError> {
         let _refilling = lane.refill.lock().await;
         if let Some(current) = lane.current() {
             return Ok(current);
