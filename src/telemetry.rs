@@ -23,6 +23,9 @@ use crate::error::{ApiError, ErrorCode};
 use crate::routes::RouteTemplate;
 use crate::state::AppState;
 
+mod span_fields;
+pub use span_fields::SpanFieldsJson;
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The request's id: the caller's when sane, else a new one.
@@ -61,6 +64,7 @@ pub fn init(format: Option<LogFormat>) -> WorkerGuard {
             .json()
             .with_current_span(true)
             .with_span_list(false)
+            .fmt_fields(SpanFieldsJson)
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
@@ -210,7 +214,11 @@ impl RootSpanBuilder for RequestSpan {
         // A span is filtered by its level like an event: at ERROR it stays enabled under any
         // RUST_LOG that lets anything through (`warn` included), so every line a request
         // logs carries its id. The level is not shown on the lines.
-        tracing::error_span!("request", request_id = %id, method = %request.method())
+        tracing::error_span!(
+            "request",
+            request_id = id,
+            method = request.method().as_str()
+        )
     }
 
     fn on_request_end<B: MessageBody>(
