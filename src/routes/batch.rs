@@ -171,7 +171,19 @@ pub async fn batch_get(
     state
         .counters
         .lookups(found.len() as u64, missing.len() as u64);
-    Ok(HttpResponse::Ok().json(Found { found, missing }))
+    // Sized up front: the answer is mostly the values, and growing it step by step copies
+    // them again at every step.
+    let size: usize = unique.iter().map(|k| k.as_str().len() + 8).sum::<usize>()
+        + found.iter().map(|(_, v)| v.get().len()).sum::<usize>()
+        + 32;
+    let mut answer = Vec::with_capacity(size);
+    serde_json::to_writer(&mut answer, &Found { found, missing }).map_err(|err| {
+        tracing::error!(error = %err, "cannot serialize a batch get answer");
+        ApiError::internal()
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type(mime::APPLICATION_JSON)
+        .body(answer))
 }
 
 /// Write many entries
