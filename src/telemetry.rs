@@ -81,8 +81,9 @@ fn sane_request_id(value: &HeaderValue) -> bool {
 }
 
 fn new_request_id() -> HeaderValue {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("unknown"))
+    let mut buffer = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::new_v4().simple().encode_lower(&mut buffer);
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// Standard methods keep their name as a metric label; anything a client invents becomes

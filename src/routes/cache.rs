@@ -75,12 +75,13 @@ fn parse_ttl(param: Option<&str>, state: &AppState) -> Result<Option<Ttl>, ApiEr
         .transpose()
 }
 
+const X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
+
 fn miss(key: &CacheKey) -> HttpResponse {
     let mut response = ApiError::key_not_found(key.as_str()).error_response();
-    response.headers_mut().insert(
-        header::HeaderName::from_static("x-cache"),
-        header::HeaderValue::from_static("MISS"),
-    );
+    response
+        .headers_mut()
+        .insert(X_CACHE, header::HeaderValue::from_static("MISS"));
     response
 }
 
@@ -186,8 +187,11 @@ async fn read(
         ));
     }
     Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .insert_header(("X-Cache", "HIT"))
+        .insert_header((
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        ))
+        .insert_header((X_CACHE, header::HeaderValue::from_static("HIT")))
         .body(value))
 }
 

@@ -108,9 +108,11 @@ pub struct PoolStatus {
 
 impl Connections {
     pub fn new(config: &RedisConfig, slow_threshold: Duration) -> Result<Self, String> {
+        // No response timeout of redis-rs's own: `run` bounds every command with the same
+        // limit, and a second timer per command would cost every request for nothing.
         let connection_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.command_timeout));
+            .set_response_timeout(None);
         let manager = Manager::new_with_config(config.url.expose(), connection_config)
             .map_err(|e| format!("REDIS_URL is invalid: {}", e.category()))?;
         let pool = Pool::builder(manager)
