@@ -168,25 +168,7 @@ read -r REDIS_PORT CACHE_PORT INFO_PORT WEBDIS_PORT <<<"$(free_ports 4)"
 
 # --- the value and the preload -----------------------------------------------------------------
 VALUE_FILE=$TMP/value.json
-python3 - "$VALUE_BYTES" "$VALUE_FILE" <<'PY'
-# A JSON document of exactly N bytes shaped like a typical cached API response.
-import json, sys
-n, path = int(sys.argv[1]), sys.argv[2]
-doc = {"id": 184467, "type": "product", "active": True, "price": 129.95, "currency": "EUR",
-       "tags": ["cache", "bench", "json"], "items": [], "note": ""}
-i = 0
-while True:
-    doc["items"].append({"sku": f"SKU-{i:05d}", "qty": i % 7 + 1, "price": round(3.5 + i * 1.25, 2)})
-    if len(json.dumps(doc, separators=(",", ":"))) > n - 16:
-        doc["items"].pop()
-        break
-    i += 1
-base = len(json.dumps(doc, separators=(",", ":")))
-doc["note"] = "x" * (n - base)
-text = json.dumps(doc, separators=(",", ":"))
-assert len(text.encode()) == n, (len(text), n)
-open(path, "w").write(text)
-PY
+python3 "$ROOT/bench/make_value.py" "$VALUE_BYTES" "$VALUE_FILE"
 
 log "starting redis-server on 127.0.0.1:$REDIS_PORT"
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --daemonize no \
@@ -197,17 +179,7 @@ redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) ==
 wait_until redis-server 10 "$REDIS_PID" "$TMP/redis.log" redis_ping
 
 log "preloading $KEYS keys x 2 (bench:N for HTTP, key:NNNNNNNNNNNN for redis-benchmark) of $VALUE_BYTES bytes"
-python3 - "$KEYS" "$VALUE_FILE" <<'PY' | redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --pipe > "$TMP/preload.txt"
-# RESP for SET <key> <value> EX 3600, written straight to redis-cli --pipe.
-import sys
-keys, value = int(sys.argv[1]), open(sys.argv[2], "rb").read()
-out = sys.stdout.buffer
-def bulk(b): return b"$%d\r\n%s\r\n" % (len(b), b)
-tail = bulk(value) + bulk(b"EX") + bulk(b"3600")
-for i in range(keys):
-    for k in (b"bench:%d" % i, b"key:%012d" % i):
-        out.write(b"*5\r\n" + bulk(b"SET") + bulk(k) + tail)
-PY
+python3 "$ROOT/bench/preload.py" "$KEYS" "$VALUE_FILE" | redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --pipe > "$TMP/preload.txt"
 grep -q "errors: 0, replies: $(( KEYS * 2 ))" "$TMP/preload.txt" || { cat "$TMP/preload.txt" >&2; die "preload failed"; }
 
 # --- cachegate ---------------------------------------------------------------------------------

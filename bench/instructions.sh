@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# User-space instructions per request, counted by valgrind's callgrind: a figure that does not
+# move with the load of a shared machine, for comparing builds of the hot path step by step.
+#
+#   bench/instructions.sh [BINARY ...]     default: target/release/cachegate (build it first)
+#
+# For each binary: a private redis-server (no persistence) with KEYS keys of the benchmark's
+# 1 KiB JSON value, cachegate started under callgrind with instrumentation off, a warm-up, then
+# instrumentation on for a wrk run of each scenario (GET hit, PUT with a ttl, batch get of 10)
+# at -c8, and the instructions counted divided by the requests served. Kernel time (the TCP
+# stack, which is about half of cachegate's CPU under load) is not counted: this measures the
+# work cachegate itself does, and throughput stays bench/run.sh's job.
+#
+# Environment: KEYS=10000, VALUE_BYTES=1024, DURATION=3 (seconds per scenario), RUST_LOG=warn.
+# Needs valgrind, wrk, redis-server, redis-tools, python3, curl (Debian packages).
+# Only 127.0.0.1 is contacted; everything started here is stopped on exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KEYS=${KEYS:-10000}
+VALUE_BYTES=${VALUE_BYTES:-1024}
+DURATION=${DURATION:-3}
+LOG_LEVEL=${RUST_LOG:-warn}
+BINARIES=("$@")
+[[ ${#BINARIES[@]} -gt 0 ]] || BINARIES=("$ROOT/target/release/cachegate")
+
+die() { echo "instructions.sh: $*" >&2; exit 1; }
+for tool in valgrind callgrind_control wrk redis-server redis-cli python3 curl; do
+    command -v "$tool" >/dev/null || die "$tool is missing (Debian: apt-get install valgrind wrk redis-server redis-tools python3 curl)"
+done
+for bin in "${BINARIES[@]}"; do [[ -x $bin ]] || die "no executable at $bin"; done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cachegate-instr.XXXXXX")
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    [[ ${KEEP_TMP:-0} == 1 ]] && echo "kept $TMP" >&2 || rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+read -r REDIS_PORT HTTP_PORT <<<"$(python3 -c '
+import socket
+a, b = socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])')"
+
+# Polls a command every 0.2 s for at most $1 seconds.
+poll() {
+    local limit=$1; shift
+    local deadline=$(( $(date +%s) + limit ))
+    until "$@" >/dev/null 2>&1; do
+        (( $(date +%s) < deadline )) || return 1
+        sleep 0.2
+    done
+}
+
+VALUE_FILE=$TMP/value.json
+python3 "$ROOT/bench/make_value.py" "$VALUE_BYTES" "$VALUE_FILE"
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$TMP" \
+    --logfile "$TMP/redis.log" &
+PIDS+=($!)
+poll 10 redis-cli -p "$REDIS_PORT" ping || die "redis-server did not start"
+python3 "$ROOT/bench/preload.py" "$KEYS" "$VALUE_FILE" | redis-cli -p "$REDIS_PORT" --pipe > "$TMP/preload.txt"
+
+export BENCH_KEYS=$KEYS BENCH_VALUE_FILE=$VALUE_FILE BENCH_TTL=300 BENCH_BATCH=10 BENCH_PREFIX=bench:
+URL=http://127.0.0.1:$HTTP_PORT
+
+# Instructions per request of one scenario against the running cachegate $1.
+count() {
+    local pid=$1 script=$2 out=$TMP/callgrind.out
+    rm -f "$out".*
+    wrk -t1 -c8 -d1s -s "$ROOT/bench/wrk/$script" "$URL" > /dev/null
+    callgrind_control -i on "$pid" > /dev/null 2>&1
+    local requests
+    requests=$(wrk -t1 -c8 -d"${DURATION}s" -s "$ROOT/bench/wrk/$script" "$URL" | awk '/requests in/ {print $1}')
+    callgrind_control -i off "$pid" > /dev/null 2>&1
+    callgrind_control -d "$pid" > /dev/null 2>&1
+    # The dump is complete once its closing totals line is written.
+    poll 30 grep -q '^totals:' "$out".* || die "callgrind wrote no profile"
+    awk -v n="$requests" '/^totals:/ {s += $2} END {printf "%.0f", s / n}' "$out".*
+}
+
+printf '| binary | GET hit | PUT | batch get of 10 |\n|---|---:|---:|---:|\n'
+for bin in "${BINARIES[@]}"; do
+    env -i PATH="$PATH" REDIS_HOST=127.0.0.1 REDIS_PORT="$REDIS_PORT" CACHE_HOST=127.0.0.1 \
+        CACHE_PORT="$HTTP_PORT" CACHE_LOG_FORMAT=json RUST_LOG="$LOG_LEVEL" REDIS_COMMAND_TIMEOUT_MS=5000 \
+        valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$TMP/callgrind.out.%p" \
+        "$bin" > "$TMP/cachegate.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    poll 60 curl -fsS -o /dev/null "$URL/health/ready" || { tail "$TMP/cachegate.log" >&2; die "$bin did not start"; }
+    printf '| %s | %s | %s | %s |\n' "$bin" "$(count "$pid" get_hit.lua)" "$(count "$pid" put.lua)" \
+        "$(count "$pid" batch_get.lua)"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+done
