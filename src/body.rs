@@ -111,7 +111,10 @@ pub fn check_value(bytes: &[u8]) -> Result<(), ApiError> {
 /// Refuses valid JSON nested deeper than `MAX_DEPTH` (serde_json's RawValue and IgnoredAny
 /// parsers do not limit depth themselves).
 pub fn check_depth(json: &[u8]) -> Result<(), ApiError> {
-    if nesting_depth(json) > MAX_DEPTH {
+    // Nesting needs an opening bracket per level. Counting them is a loop the compiler
+    // vectorizes; the exact walk runs only for values that hold more than MAX_DEPTH of them.
+    let openings = json.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    if openings > MAX_DEPTH && nesting_depth(json) > MAX_DEPTH {
         return Err(ApiError::new(
             ErrorCode::InvalidJson,
             format!("the value nests arrays and objects deeper than {MAX_DEPTH} levels"),
@@ -175,6 +178,14 @@ mod tests {
         assert!(check_value(limit.as_bytes()).is_ok());
         let over = "{\"a\":".repeat(MAX_DEPTH + 1) + "1" + &"}".repeat(MAX_DEPTH + 1);
         assert!(check_value(over.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn many_shallow_brackets_are_not_deep_nesting() {
+        let wide = format!("[{}[]]", "[{}],".repeat(1000));
+        assert!(check_value(wide.as_bytes()).is_ok());
+        let in_strings = format!("[\"{}\"]", "[{".repeat(1000));
+        assert!(check_value(in_strings.as_bytes()).is_ok());
     }
 
     #[test]
