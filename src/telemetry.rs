@@ -24,7 +24,7 @@ use crate::routes::RouteTemplate;
 use crate::state::AppState;
 
 mod span_fields;
-pub use span_fields::SpanFieldsJson;
+use span_fields::SpanFieldsJson;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -145,27 +145,21 @@ pub async fn observe(
             state.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
     }
-    let (requests, duration) = request_metrics(method, route, status);
-    requests.increment(1);
-    duration.record(arrival.elapsed().as_secs_f64());
+    record_request(method, route, status, arrival.elapsed().as_secs_f64());
     with_request_id(outcome, id)
 }
 
-/// The request counter and latency histogram of one (method, route, status). The handles are
-/// kept per worker thread: looking a metric up by name and labels costs a hash, a lock and
-/// allocations, which every request would otherwise pay.
-fn request_metrics(
-    method: &'static str,
-    route: &'static str,
-    status: StatusCode,
-) -> (metrics::Counter, metrics::Histogram) {
+/// Counts a request and records its latency under its (method, route, status). The metric
+/// handles are kept per worker thread: looking a metric up by name and labels costs a hash, a
+/// lock and allocations, which every request would otherwise pay.
+fn record_request(method: &'static str, route: &'static str, status: StatusCode, seconds: f64) {
     type Handles =
         HashMap<(&'static str, &'static str, u16), (metrics::Counter, metrics::Histogram)>;
     thread_local! {
         static HANDLES: RefCell<Handles> = RefCell::new(HashMap::new());
     }
     HANDLES.with_borrow_mut(|handles| {
-        handles
+        let (requests, duration) = handles
             .entry((method, route, status.as_u16()))
             .or_insert_with(|| {
                 let labels = [
@@ -177,8 +171,9 @@ fn request_metrics(
                     metrics::counter!("cachegate_http_requests_total", &labels),
                     metrics::histogram!("cachegate_http_request_duration_seconds", &labels),
                 )
-            })
-            .clone()
+            });
+        requests.increment(1);
+        duration.record(seconds);
     })
 }
 

@@ -688,6 +688,7 @@ async fn batch_get_reads_many_keys() {
         .post_json("/v1/batch/get", &json!({"keys": ["a", "b", "c", "a"]}))
         .await;
     assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
     let body: Value = response.json().await.unwrap();
     assert_eq!(
         body,
