@@ -76,6 +76,9 @@ fn cluster_routes_every_key_and_fails_over_keeping_a_replicated_value() {
     assert!(topology.exists("survivor"));
     assert_eq!(topology.ttl_of("survivor"), -1);
     assert_eq!(topology.raw_get("absent"), None);
+    // Keys of several slots through the routed connection.
+    let counted: i64 = topology.query(redis::cmd("EXISTS").arg("k1").arg("k2").arg("absent"));
+    assert_eq!(counted, 2);
     let Topology::Cluster(mut cluster) = topology else {
         unreachable!()
     };
@@ -240,5 +243,8 @@ async fn cachegate_starts_on_a_standalone_topology() {
     assert_eq!(app.put("greeting", r#""hello""#).await.status(), 204);
     assert_eq!(topology.raw_get("greeting").as_deref(), Some(r#""hello""#));
     assert!(topology.ttl_of("greeting") > 0);
+    let values: Vec<Option<String>> =
+        topology.query(redis::cmd("MGET").arg("greeting").arg("none"));
+    assert_eq!(values, vec![Some(r#""hello""#.to_string()), None]);
     app.stop().await;
 }

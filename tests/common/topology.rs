@@ -92,6 +92,12 @@ impl Topology {
         }
     }
 
+    /// Runs `cmd` through `connection()` (any keys, routed per slot in a cluster).
+    pub fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        cmd.query(&mut *self.connection())
+            .unwrap_or_else(|e| panic!("{cmd:?} failed: {e}"))
+    }
+
     pub fn raw_get(&self, key: &str) -> Option<String> {
         self.cmd(key, redis::cmd("GET").arg(key))
     }
