@@ -58,8 +58,9 @@ pub struct PoolStats {
 /// The configuration, without any secret.
 #[derive(Serialize, ToSchema)]
 pub struct ConfigStats {
-    pub host: String,
-    pub port: u16,
+    /// Standalone mode: the Redis host; null in the other modes.
+    pub host: Option<String>,
+    pub port: Option<u16>,
     pub db: i64,
     pub default_ttl: u64,
     pub tls: bool,
@@ -120,6 +121,7 @@ fn collect(state: &AppState, usable: bool, redis: Option<RedisStats>) -> Stats {
     let misses = counters.misses.load(Ordering::Relaxed);
     let pool = state.store.pool_status();
     let config = &state.config;
+    let standalone = config.redis.topology == Topology::Standalone;
     Stats {
         connected: usable,
         status: if usable { "ready" } else { "unavailable" },
@@ -140,8 +142,8 @@ fn collect(state: &AppState, usable: bool, redis: Option<RedisStats>) -> Stats {
             waiting: pool.waiting,
         },
         config: ConfigStats {
-            host: config.redis.host.clone(),
-            port: config.redis.port,
+            host: standalone.then(|| config.redis.host.clone()),
+            port: standalone.then_some(config.redis.port),
             db: config.redis.db,
             default_ttl: config.redis.default_ttl,
             tls: config.redis.tls,
