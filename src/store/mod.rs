@@ -289,15 +289,12 @@ impl Store {
         if self.is_cluster() {
             return self.get_many_in_slots(&redis_keys, max_bytes).await;
         }
-        let mut invocation = scripts::BOUNDED_MGET.prepare_invoke();
-        for key in &redis_keys {
-            invocation.key(key);
-        }
-        invocation.arg(max_bytes);
-        let invocation = &invocation;
+        let limit = max_bytes.to_string();
+        let (keys, args) = (&redis_keys, [limit.as_bytes()]);
+        let args = &args;
         self.lanes
             .run(Op::read("mget"), |mut link| async move {
-                invocation.invoke_async(&mut link).await
+                scripts::BOUNDED_MGET.invoke(&mut link, keys, args).await
             })
             .await
     }
