@@ -223,6 +223,51 @@ impl Store {
         Ok(reply.is_some())
     }
 
+    /// Writes `value` only if the key still holds `expected` (None: only if it is absent),
+    /// atomically; false when it changed since it was read.
+    pub async fn set_if_unchanged(
+        &self,
+        ks: &Keyspace,
+        key: &CacheKey,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        ttl: Ttl,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = scripts::SET_IF_UNCHANGED.key(ks.redis_key(key.as_str()));
+        match expected {
+            Some(bytes) => invocation.arg("1").arg(bytes),
+            None => invocation.arg("0").arg(""),
+        };
+        invocation.arg(value).arg(ttl.seconds());
+        let invocation = &invocation;
+        let written: i64 = self
+            .lanes
+            .run(Op::write("set_if_unchanged"), |mut link| async move {
+                invocation.invoke_async(&mut link).await
+            })
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// Deletes the key only if it still holds `expected`, atomically; false otherwise.
+    pub async fn delete_if_unchanged(
+        &self,
+        ks: &Keyspace,
+        key: &CacheKey,
+        expected: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut invocation = scripts::DELETE_IF_UNCHANGED.key(ks.redis_key(key.as_str()));
+        invocation.arg(expected);
+        let invocation = &invocation;
+        let deleted: i64 = self
+            .lanes
+            .run(Op::write("delete_if_unchanged"), |mut link| async move {
+                invocation.invoke_async(&mut link).await
+            })
+            .await?;
+        Ok(deleted == 1)
+    }
+
     /// UNLINK one key; false when it was absent.
     pub async fn delete(&self, ks: &Keyspace, key: &CacheKey) -> Result<bool, StoreError> {
         let removed: u64 = self
