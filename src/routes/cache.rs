@@ -11,7 +11,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::Required;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::Caller;
+use crate::auth::{query_names_any, Caller, Need, Read, Requirement, Write};
 use crate::body::{body_error, check_value, is_json, read_json_body};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::Keyspace;
@@ -52,6 +52,19 @@ impl IntoParams for PathKey {
             ))
             .schema(Some(key_schema()))
             .build()]
+    }
+}
+
+/// A read, unless its query changes the cache: `?ttl=` resets the TTL.
+pub struct ReadUnlessQueryWrites;
+
+impl Requirement for ReadUnlessQueryWrites {
+    fn of(req: &HttpRequest) -> Need {
+        if query_names_any(req, &["ttl"]) {
+            Need::Write
+        } else {
+            Need::Read
+        }
     }
 }
 
@@ -126,14 +139,14 @@ fn miss(key: &CacheKey) -> HttpResponse {
     )
 )]
 pub async fn get_value(
-    caller: Caller,
+    caller: Caller<ReadUnlessQueryWrites>,
     key: PathKey,
     params: web::Query<ReadParams>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ttl = parse_ttl(params.ttl.as_deref(), &state)?;
-    read(&state, &caller, &key.0, ttl, req.headers()).await
+    read(&state, &caller.keyspace, &key.0, ttl, req.headers()).await
 }
 
 /// Whether a key exists
@@ -165,17 +178,17 @@ pub async fn get_value(
     )
 )]
 pub async fn head_value(
-    caller: Caller,
+    caller: Caller<Read>,
     key: PathKey,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    read(&state, &caller, &key.0, None, req.headers()).await
+    read(&state, &caller.keyspace, &key.0, None, req.headers()).await
 }
 
 async fn read(
     state: &AppState,
-    caller: &Caller,
+    keyspace: &Keyspace,
     key: &CacheKey,
     ttl: Option<Ttl>,
     headers: &HeaderMap,
@@ -184,7 +197,7 @@ async fn read(
     let preconditions = Preconditions::from_headers(headers)?;
     let stored = state
         .store
-        .get(&caller.keyspace, key, ttl)
+        .get(keyspace, key, ttl)
         .await
         .map_err(store_error)?;
     state.counters.lookup(stored.is_some());
@@ -311,7 +324,7 @@ fn condition_header(name: &str, description: &str) -> Parameter {
     )
 )]
 pub async fn put_value(
-    caller: Caller,
+    caller: Caller<Write>,
     key: PathKey,
     params: web::Query<WriteParams>,
     req: HttpRequest,
@@ -443,7 +456,7 @@ fn with_tag(error: ApiError, tag: Option<ETag>) -> ApiError {
     )
 )]
 pub async fn delete_value(
-    caller: Caller,
+    caller: Caller<Write>,
     key: PathKey,
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -518,7 +531,7 @@ pub struct TtlBody {
     )
 )]
 pub async fn get_ttl(
-    caller: Caller,
+    caller: Caller<Read>,
     key: PathKey,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -574,7 +587,7 @@ pub struct TtlUpdate<'a> {
     )
 )]
 pub async fn put_ttl(
-    caller: Caller,
+    caller: Caller<Write>,
     key: PathKey,
     req: HttpRequest,
     payload: web::Payload,
@@ -666,7 +679,7 @@ fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
     )
 )]
 pub async fn list_keys(
-    caller: Caller,
+    caller: Caller<Read>,
     params: web::Query<ListParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -726,7 +739,7 @@ pub struct Deleted {
     )
 )]
 pub async fn delete_matching(
-    caller: Caller,
+    caller: Caller<Write>,
     params: web::Query<DeleteParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
