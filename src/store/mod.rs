@@ -20,6 +20,7 @@ mod health;
 pub mod info;
 mod lanes;
 mod link;
+pub mod names;
 mod scripts;
 mod sentinel;
 mod standalone;
@@ -552,7 +553,11 @@ impl Store {
             let (next_scan, raw) = self
                 .scan_step(node.map(|p| &p.address), position.scan, &redis_pattern)
                 .await?;
-            let mut step_keys: Vec<String> = raw.iter().filter_map(|k| ks.client_key(k)).collect();
+            let mut step_keys: Vec<String> = raw
+                .iter()
+                .filter(|k| !names::is_internal(k))
+                .filter_map(|k| ks.client_key(k))
+                .collect();
             step_keys.sort_unstable();
             step_keys.dedup();
             if let Some(after) = &position.after {
@@ -622,7 +627,8 @@ impl Store {
         let mut cursor = 0;
         let mut deleted = 0;
         loop {
-            let (next, batch) = self.scan_step(node, cursor, redis_pattern).await?;
+            let (next, mut batch) = self.scan_step(node, cursor, redis_pattern).await?;
+            batch.retain(|k| !names::is_internal(k));
             if !batch.is_empty() {
                 let removed: u64 = self
                     .query(Op::write("unlink_many"), redis::cmd("UNLINK").arg(&batch))
