@@ -50,10 +50,14 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>), String> {
     let shutdown = config.shutdown_timeout;
     let bind = (config.http_host.clone(), config.http_port);
     let state = web::Data::new(AppState::new(config)?);
+    let document = web::Data::new(routes::docs::ApiDocument(
+        crate::openapi::document_json().into(),
+    ));
     tracing::info!(mode = %state.access.describe(), "access control");
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(document.clone())
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(web::PathConfig::default().error_handler(path_error))
             .configure(routes::configure)

@@ -15,7 +15,7 @@ use crate::auth::Caller;
 use crate::body::{body_error, check_value, is_json, read_json_body};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::{CacheKey, Pattern, Ttl};
-use crate::openapi::{cursor_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
+use crate::routes::responses::{cursor_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
 use crate::routes::store_error;
 use crate::state::AppState;
 use crate::store::{ListCursor, TtlState, WriteCondition};
@@ -96,7 +96,7 @@ fn miss(key: &CacheKey) -> HttpResponse {
     path = "/v1/cache/{key}",
     tag = "cache",
     params(PathKey, ReadParams),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The stored value: any JSON value, byte for byte as written.",
             content_type = "application/json", body = serde_json::Value,
@@ -137,7 +137,7 @@ pub async fn get_value(
     path = "/v1/cache/{key}",
     tag = "cache",
     params(PathKey),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The key holds a JSON value.",
             headers(("X-Cache" = String, description = "HIT"))),
@@ -267,7 +267,7 @@ fn write_condition(headers: &HeaderMap) -> Result<Option<WriteCondition>, ApiErr
         content = serde_json::Value, content_type = "application/json",
         example = json!({"name": "Ada", "tags": [1, 2.5, null]})
     ),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 204, description = "Written.",
             links(
@@ -339,7 +339,7 @@ fn precondition_failed(why: &str) -> ApiError {
     path = "/v1/cache/{key}",
     tag = "cache",
     params(PathKey),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 204, description = "Deleted.",
             links(
@@ -387,7 +387,7 @@ pub struct TtlBody {
     path = "/v1/cache/{key}/ttl",
     tag = "cache",
     params(PathKey),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Seconds left.", body = TtlBody),
         (status = 400, description = "The key is invalid.", body = ErrorBody,
@@ -438,7 +438,7 @@ pub struct TtlUpdate<'a> {
         content = TtlUpdate, content_type = "application/json",
         example = json!({"ttl": 300})
     ),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 204, description = "The TTL was set."),
         (status = 400, description = "The key, the body or the ttl in it is invalid.", body = ErrorBody,
@@ -534,7 +534,7 @@ fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
     path = "/v1/cache",
     tag = "cache",
     params(ListParams),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of keys.", body = KeyList),
         (status = 400, description = "The pattern, cursor or limit is invalid.", body = ErrorBody,
@@ -597,7 +597,7 @@ pub struct Deleted {
     path = "/v1/cache",
     tag = "cache",
     params(DeleteParams),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "How many keys were deleted.", body = Deleted),
         (status = 400, description = "The pattern is missing, empty or invalid.", body = ErrorBody,

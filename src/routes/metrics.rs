@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::auth::Caller;
-use crate::openapi::AuthErrors;
+use crate::routes::responses::AuthErrors;
 use crate::state::AppState;
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -53,7 +53,7 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
     get,
     path = "/metrics",
     tag = "service",
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The metrics.", content_type = "text/plain", body = String,
             example = json!("# TYPE cachegate_pool_size gauge\ncachegate_pool_size 4\n")),

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod docs;
 pub mod health;
 pub mod metrics;
+pub mod responses;
 pub mod stats;
 
 use actix_web::{web, HttpRequest, HttpResponse, Resource};

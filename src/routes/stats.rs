@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::ErrorBody;
-use crate::openapi::AuthErrors;
+use crate::routes::responses::AuthErrors;
 use crate::state::AppState;
 use crate::store::info::{hit_rate, parse_info, RedisStats};
 
@@ -74,7 +74,7 @@ pub struct ConfigStats {
     get,
     path = "/v1/stats",
     tag = "service",
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The statistics.", body = Stats),
         AuthErrors,
