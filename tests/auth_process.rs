@@ -53,12 +53,11 @@ impl Cachegate {
         format!("{}{}", self.read("stdout"), self.read("stderr"))
     }
 
-    /// The JSON log lines' `fields` objects.
+    /// The JSON log lines (their fields are at the top level).
     fn log_fields(&self) -> Vec<Value> {
         self.read("stdout")
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .map(|line| line["fields"].clone())
             .collect()
     }
 
@@ -133,7 +132,12 @@ async fn send(
 async fn tokens_never_reach_the_log_or_a_response() {
     let redis = RedisServer::start();
     let tokens = format!("{ADMIN},{READER}:ro,{TEAM}@team");
-    let mut app = Cachegate::spawn(&[("REDIS_URL", &redis.url()), ("CACHE_AUTH_TOKENS", &tokens)]);
+    // cachegate's DEBUG lines too: the /metrics requests below are logged at DEBUG.
+    let mut app = Cachegate::spawn(&[
+        ("REDIS_URL", &redis.url()),
+        ("CACHE_AUTH_TOKENS", &tokens),
+        ("RUST_LOG", "info,cachegate=debug"),
+    ]);
     let mode = app.wait_for("access control", "mode").await;
     assert!(mode.contains("bearer tokens required"), "{mode}");
     let base = format!(

@@ -3,10 +3,10 @@
 //! tracing-subscriber's `JsonFields` collects every field into a map of owned JSON values
 //! and serializes the map, for every span: with one span per request it was the largest
 //! single cost of a request's telemetry. This writes the same object (`{"request_id":"…"}`)
-//! field by field; strings are escaped by serde_json. The JSON event formatter reads the
-//! object back when a line is written inside the span, so it must always be one object.
+//! field by field. The JSON line formatter (`json_line`) copies the object's pairs into every
+//! line written inside the span, so it must always be one object.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io;
 
 use tracing::field::{Field, Visit};
@@ -42,6 +42,14 @@ impl<'writer> FormatFields<'writer> for SpanFieldsJson {
             self.format_fields(current.as_writer(), fields)
         }
     }
+}
+
+/// Writes an event's fields as `,"name":value` pairs into an object already open and not
+/// empty: the fields of a log line go to its top level.
+pub(super) fn write_event_fields(writer: Writer<'_>, event: &tracing::Event<'_>) -> fmt::Result {
+    let mut object = ObjectWriter::reopen(writer, false);
+    event.record(&mut object);
+    object.result
 }
 
 /// Writes `"name":value` pairs of an open JSON object.
@@ -96,7 +104,12 @@ impl Visit for ObjectWriter<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.entry(field, |w| json_string(w, &format!("{value:?}")));
+        // Escaped as it is written: a message costs no String of its own.
+        self.entry(field, |w| {
+            w.write_char('"')?;
+            write!(Escaping(w.by_ref()), "{value:?}")?;
+            w.write_char('"')
+        });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -116,16 +129,37 @@ impl Visit for ObjectWriter<'_> {
     }
 }
 
-/// Text that needs no escaping (request ids, method names, field names: nearly all of it)
-/// is written as it is; anything else goes through serde_json's escaping.
-fn json_string(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
-    let plain = text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-    if plain {
-        writer.write_char('"')?;
-        writer.write_str(text)?;
-        writer.write_char('"')
-    } else {
-        json_value(writer, text)
+/// Writes `text` as a JSON string.
+pub(super) fn json_string(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
+    writer.write_char('"')?;
+    Escaping(writer.by_ref()).write_str(text)?;
+    writer.write_char('"')
+}
+
+/// Escapes what it is given for the inside of a JSON string. Text that needs no escaping
+/// (request ids, method names, messages: nearly all of it) is written as it is.
+struct Escaping<'writer>(Writer<'writer>);
+
+impl fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
+        if text.bytes().all(plain) {
+            return self.0.write_str(text);
+        }
+        let mut rest = text;
+        while let Some(at) = rest.bytes().position(|b| !plain(b)) {
+            self.0.write_str(&rest[..at])?;
+            match rest.as_bytes()[at] {
+                b'"' => self.0.write_str("\\\""),
+                b'\\' => self.0.write_str("\\\\"),
+                b'\n' => self.0.write_str("\\n"),
+                b'\r' => self.0.write_str("\\r"),
+                b'\t' => self.0.write_str("\\t"),
+                control => write!(self.0, "\\u{control:04x}"),
+            }?;
+            rest = &rest[at + 1..];
+        }
+        self.0.write_str(rest)
     }
 }
 
