@@ -113,11 +113,16 @@ impl Visit for ObjectWriter<'_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.entry(field, |w| write!(w, "{value}"));
+        self.entry(field, |w| {
+            if value < 0 {
+                w.write_char('-')?;
+            }
+            write_u64(w, value.unsigned_abs())
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.entry(field, |w| write!(w, "{value}"));
+        self.entry(field, |w| write_u64(w, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -129,37 +134,58 @@ impl Visit for ObjectWriter<'_> {
     }
 }
 
-/// Writes `text` as a JSON string.
+/// Writes a number's decimal digits without the formatting machinery (statuses, counts).
+fn write_u64(writer: &mut Writer<'_>, mut value: u64) -> fmt::Result {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    writer.write_str(std::str::from_utf8(&digits[start..]).map_err(|_| fmt::Error)?)
+}
+
+/// Writes `text` as a JSON string. Text that needs no escaping (request ids, method names,
+/// routes: nearly all of it) is written as it is.
 pub(super) fn json_string(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
     writer.write_char('"')?;
-    Escaping(writer.by_ref()).write_str(text)?;
+    write_escaped(writer, text)?;
     writer.write_char('"')
 }
 
-/// Escapes what it is given for the inside of a JSON string. Text that needs no escaping
-/// (request ids, method names, messages: nearly all of it) is written as it is.
+fn needs_no_escape(byte: u8) -> bool {
+    byte >= 0x20 && byte != b'"' && byte != b'\\'
+}
+
+/// Writes `text` escaped for the inside of a JSON string.
+fn write_escaped(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
+    let mut rest = text;
+    while let Some(at) = rest.bytes().position(|b| !needs_no_escape(b)) {
+        writer.write_str(&rest[..at])?;
+        // Only ASCII bytes need escaping, so `at + 1` is a character boundary.
+        match rest.as_bytes()[at] {
+            b'"' => writer.write_str("\\\""),
+            b'\\' => writer.write_str("\\\\"),
+            b'\n' => writer.write_str("\\n"),
+            b'\r' => writer.write_str("\\r"),
+            b'\t' => writer.write_str("\\t"),
+            control => write!(writer, "\\u{control:04x}"),
+        }?;
+        rest = &rest[at + 1..];
+    }
+    writer.write_str(rest)
+}
+
+/// Escapes formatted text (a message, a Debug value) as it is written.
 struct Escaping<'writer>(Writer<'writer>);
 
 impl fmt::Write for Escaping<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
-        if text.bytes().all(plain) {
-            return self.0.write_str(text);
-        }
-        let mut rest = text;
-        while let Some(at) = rest.bytes().position(|b| !plain(b)) {
-            self.0.write_str(&rest[..at])?;
-            match rest.as_bytes()[at] {
-                b'"' => self.0.write_str("\\\""),
-                b'\\' => self.0.write_str("\\\\"),
-                b'\n' => self.0.write_str("\\n"),
-                b'\r' => self.0.write_str("\\r"),
-                b'\t' => self.0.write_str("\\t"),
-                control => write!(self.0, "\\u{control:04x}"),
-            }?;
-            rest = &rest[at + 1..];
-        }
-        self.0.write_str(rest)
+        write_escaped(&mut self.0, text)
     }
 }
 
@@ -238,6 +264,9 @@ mod tests {
                 method = %"GET",
                 count = 3u64,
                 delta = -2i64,
+                big = u64::MAX,
+                small = i64::MIN,
+                zero = 0u64,
                 ok = true,
                 ratio = 0.5f64,
                 later = tracing::field::Empty,
@@ -250,6 +279,9 @@ mod tests {
         assert_eq!(span["method"], "GET");
         assert_eq!(span["count"], 3);
         assert_eq!(span["delta"], -2);
+        assert_eq!(span["big"], u64::MAX);
+        assert_eq!(span["small"], i64::MIN);
+        assert_eq!(span["zero"], 0);
         assert_eq!(span["ok"], true);
         assert_eq!(span["ratio"], 0.5);
         assert_eq!(span["later"], "recorded");
