@@ -704,6 +704,10 @@ fn help_lists_every_variable_with_its_default_and_meaning() {
         for command in ["healthcheck", "openapi", "--version"] {
             assert!(help.contains(command), "{flag} does not mention {command}");
         }
+        assert!(
+            help.contains("loopback clients only"),
+            "{flag} does not say that without tokens only loopback clients are served"
+        );
         for (variable, default) in VARIABLES {
             let line = help
                 .lines()
