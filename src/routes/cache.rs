@@ -253,6 +253,10 @@ fn write_condition(headers: &HeaderMap) -> Result<Option<WriteCondition>, ApiErr
 /// when absent). `If-None-Match: *` writes only when the key is absent (SET NX),
 /// `If-Match: *` only when it is present (SET XX); when the condition fails nothing is
 /// written and the answer is `412 precondition_failed`.
+///
+/// JSON `null` is a value like any other: send the body `null`. Generated clients that send
+/// no body at all for a null value (openapi-python-client) get `400 invalid_json`; they can
+/// store it with a batch set, whose entries carry `"value": null`.
 #[utoipa::path(
     put,
     path = "/v1/cache/{key}",
