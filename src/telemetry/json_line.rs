@@ -39,7 +39,8 @@ where
         writer.write_str(meta.level().as_str())?;
         writer.write_str("\",\"target\":")?;
         json_string(&mut writer, meta.target())?;
-        write_event_fields(writer.by_ref(), event)?;
+        let (mut writer, fields) = write_event_fields(writer, event);
+        fields?;
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 let extensions = span.extensions();

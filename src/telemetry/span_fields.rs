@@ -46,10 +46,15 @@ impl<'writer> FormatFields<'writer> for SpanFieldsJson {
 
 /// Writes an event's fields as `,"name":value` pairs into an object already open and not
 /// empty: the fields of a log line go to its top level.
-pub(super) fn write_event_fields(writer: Writer<'_>, event: &tracing::Event<'_>) -> fmt::Result {
+/// Takes the line's writer and gives it back, rather than a borrow of it: every write of a
+/// field then costs one dynamic call instead of two.
+pub(super) fn write_event_fields<'writer>(
+    writer: Writer<'writer>,
+    event: &tracing::Event<'_>,
+) -> (Writer<'writer>, fmt::Result) {
     let mut object = ObjectWriter::reopen(writer, false);
     event.record(&mut object);
-    object.result
+    (object.writer, object.result)
 }
 
 /// Writes `"name":value` pairs of an open JSON object.
@@ -87,13 +92,13 @@ impl<'writer> ObjectWriter<'writer> {
         if self.result.is_err() {
             return;
         }
-        let separator = if self.empty { "" } else { "," };
+        let open = if self.empty { "\"" } else { ",\"" };
         self.empty = false;
         self.result = self
             .writer
-            .write_str(separator)
-            .and_then(|()| json_string(&mut self.writer, field.name()))
-            .and_then(|()| self.writer.write_char(':'))
+            .write_str(open)
+            .and_then(|()| write_escaped(&mut self.writer, field.name()))
+            .and_then(|()| self.writer.write_str("\":"))
             .and_then(|()| value(&mut self.writer));
     }
 }
@@ -107,7 +112,7 @@ impl Visit for ObjectWriter<'_> {
         // Escaped as it is written: a message costs no String of its own.
         self.entry(field, |w| {
             w.write_char('"')?;
-            write!(Escaping(w.by_ref()), "{value:?}")?;
+            write!(Escaping(w), "{value:?}")?;
             w.write_char('"')
         });
     }
@@ -181,11 +186,11 @@ fn write_escaped(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
 }
 
 /// Escapes formatted text (a message, a Debug value) as it is written.
-struct Escaping<'writer>(Writer<'writer>);
+struct Escaping<'a, 'writer>(&'a mut Writer<'writer>);
 
-impl fmt::Write for Escaping<'_> {
+impl fmt::Write for Escaping<'_, '_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        write_escaped(&mut self.0, text)
+        write_escaped(self.0, text)
     }
 }
 
