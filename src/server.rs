@@ -49,12 +49,23 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>), String> {
     crate::routes::metrics::recorder();
     let shutdown = config.shutdown_timeout;
     let bind = (config.http_host.clone(), config.http_port);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let state = web::Data::new(AppState::new(config)?);
     let document = web::Data::new(routes::docs::ApiDocument(
         crate::openapi::document_json().into(),
     ));
     tracing::info!(mode = %state.access.describe(), "access control");
+    tracing::info!(
+        mode = state.config.redis.topology.name(),
+        redis = %state.store.describe(),
+        "connecting to Redis"
+    );
     let server = HttpServer::new(move || {
+        // Runs on each worker thread as it starts: its Redis links are made before its first
+        // request needs them.
+        state.store.warm_up();
         App::new()
             .app_data(state.clone())
             .app_data(document.clone())

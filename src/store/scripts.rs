@@ -1,0 +1,79 @@
+//! The Lua scripts cachegate runs in Redis, each where one step must see and change the same
+//! data atomically. Every script touches the keys it is given only (one hash slot in a
+//! cluster). redis-rs sends EVALSHA and loads a script on NOSCRIPT.
+
+use std::sync::{LazyLock, OnceLock};
+
+use redis::aio::ConnectionLike;
+use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind};
+
+/// A script that only reads, run with `EVALSHA_RO` (Redis 7): unlike EVALSHA, it is served
+/// while Redis pauses writes (`CLIENT PAUSE ... WRITE`) and on replicas.
+pub struct ReadOnlyScript {
+    source: &'static str,
+    hash: OnceLock<String>,
+}
+
+impl ReadOnlyScript {
+    const fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            hash: OnceLock::new(),
+        }
+    }
+
+    fn hash(&self) -> &str {
+        self.hash
+            .get_or_init(|| Script::new(self.source).get_hash().to_string())
+    }
+
+    /// Runs the script; loads it with `EVAL_RO` when Redis does not know it yet.
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        link: &mut impl ConnectionLike,
+        keys: &[Vec<u8>],
+        args: &[&[u8]],
+    ) -> Result<T, RedisError> {
+        let call = |command: &str, body: &str| {
+            let mut cmd = redis::cmd(command);
+            cmd.arg(body).arg(keys.len()).arg(keys).arg(args);
+            cmd
+        };
+        match call("EVALSHA_RO", self.hash()).query_async(link).await {
+            Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                call("EVAL_RO", self.source).query_async(link).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// A batch read that refuses to read more than ARGV[1] bytes: the lengths of the strings
+/// under KEYS are summed first (keys of other types count 0, as MGET answers them nil), and
+/// nil comes back instead of the values when they exceed the limit, so a huge batch is never
+/// read into Redis's reply buffer or cachegate's memory.
+pub static BOUNDED_MGET: ReadOnlyScript = ReadOnlyScript::new(
+    r"#!lua flags=no-writes
+local limit = tonumber(ARGV[1])
+local total = 0
+for _, key in ipairs(KEYS) do
+  local ok, length = pcall(redis.call, 'STRLEN', key)
+  if ok then total = total + length end
+  if total > limit then return false end
+end
+return redis.call('MGET', unpack(KEYS))
+",
+);
+
+/// EXPIRE only for a string: -2 when the key is absent, -3 when it holds another type (data
+/// cachegate did not write and must not make expire), else EXPIRE's answer.
+pub static EXPIRE_STRING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return -2 end
+if kind ~= 'string' then return -3 end
+return redis.call('EXPIRE', KEYS[1], ARGV[1])
+",
+    )
+});
