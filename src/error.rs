@@ -43,6 +43,7 @@ impl ErrorCode {
             InvalidJson => "invalid_json",
             InvalidPattern => "invalid_pattern",
             InvalidRequest => "invalid_request",
+            CrossSlot => "cross_slot",
             Unauthorized => "unauthorized",
             Forbidden => "forbidden",
             KeyNotFound => "key_not_found",

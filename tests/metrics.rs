@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::{RedisServer, TestApp};
 
 /// Series that must be in the exposition once the requests below were served.
-const EXPECTED: [&str; 8] = [
+const EXPECTED: [&str; 11] = [
     "cachegate_http_requests_total",
     "cachegate_http_request_duration_seconds",
     "cachegate_cache_lookups_total",
@@ -16,7 +16,10 @@ const EXPECTED: [&str; 8] = [
     "cachegate_pool_size",
     "cachegate_pool_available",
     "cachegate_pool_waiting",
+    "cachegate_redis_up",
+    "cachegate_redis_call_duration_seconds",
     "cachegate_redis_errors_total",
+    "cachegate_redis_connection_losses_total",
 ];
 
 /// One metric family: its declared type and help, and its samples.
