@@ -7,7 +7,8 @@
 #   5. generate a Python client with openapi-python-client, type-check ci/client_roundtrip.py
 #      against it with mypy --strict, and run it;
 #   6. generate TypeScript types with openapi-typescript, type-check ci/client_roundtrip.ts
-#      (openapi-fetch) with tsc --strict, and run it with node.
+#      (openapi-fetch) with tsc --strict, and run it with node;
+#   7. parse /metrics with prometheus_client's parser: every family has HELP and TYPE.
 # The round trips also run against a second cachegate without tokens (protected mode), whose
 # loopback clients need none. Every server is killed on exit, whatever happens.
 #
@@ -21,6 +22,7 @@ OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
 SCHEMATHESIS_VERSION=4.32.5
 OPENAPI_PYTHON_CLIENT_VERSION=0.29.1
 MYPY_VERSION=2.4.1
+PROMETHEUS_CLIENT_VERSION=0.26.0
 OPENAPI_TYPESCRIPT_VERSION=7.13.0
 OPENAPI_FETCH_VERSION=0.17.0
 TYPESCRIPT_VERSION=5.9.3
@@ -82,7 +84,8 @@ VENV=${CI_VENV:-$WORK/venv}
     "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION" \
     "schemathesis==$SCHEMATHESIS_VERSION" \
     "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION" \
-    "mypy==$MYPY_VERSION"
+    "mypy==$MYPY_VERSION" \
+    "prometheus-client==$PROMETHEUS_CLIENT_VERSION"
 
 step "Validating $DOC"
 "$VENV/bin/openapi-spec-validator" "$DOC"
@@ -164,5 +167,8 @@ cp "$ROOT/ci/client_roundtrip.ts" "$TS/"
 cp "$ROOT/ci/client_roundtrip.tsconfig.json" "$TS/tsconfig.json"
 (cd "$TS" && node_modules/.bin/tsc -p .)
 CACHEGATE_TOKEN="$TOKEN" node "$TS/dist/client_roundtrip.js" "$BASE_URL" "$OPEN_URL"
+
+step "/metrics through the Prometheus reference parser (prometheus-client $PROMETHEUS_CLIENT_VERSION)"
+CACHEGATE_TOKEN="$TOKEN" "$VENV/bin/python" "$ROOT/ci/metrics_exposition.py" "$BASE_URL"
 
 step "OpenAPI checks passed"
