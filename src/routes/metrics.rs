@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::{web, HttpResponse};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::auth::Caller;
+use crate::auth::{AnyToken, Caller};
 use crate::routes::responses::AuthErrors;
 use crate::state::AppState;
 
@@ -122,7 +122,7 @@ fn describe_every_series() {
             example = json!({"error": {"code": "internal", "message": "internal error; see the service log"}})),
     )
 )]
-pub async fn get_metrics(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
+pub async fn get_metrics(_caller: Caller<AnyToken>, state: web::Data<AppState>) -> HttpResponse {
     let pool = state.store.pool_status();
     metrics::gauge!("cachegate_pool_max_size").set(pool.max_size as f64);
     metrics::gauge!("cachegate_pool_size").set(pool.size as f64);
