@@ -218,12 +218,13 @@ impl Drop for Cachegate {
     }
 }
 
+// Every field of a JSON line is at its top level: `.request_id`, `.status`, `.message`.
 fn message(line: &Value) -> &str {
-    line["fields"]["message"].as_str().unwrap_or_default()
+    line["message"].as_str().unwrap_or_default()
 }
 
 fn request_id(line: &Value) -> &str {
-    line["span"]["request_id"].as_str().unwrap_or_default()
+    line["request_id"].as_str().unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,7 +269,18 @@ async fn each_request_logs_a_json_line_with_its_id_route_status_and_latency() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 400);
-    let anonymous = app.client.get(app.url("/health")).send().await.unwrap();
+    // Probes are logged at DEBUG: this one's id must never reach the INFO log.
+    assert_eq!(get_with_id(&app, "/health", "proc-probe-1").await, 200);
+    assert_eq!(
+        get_with_id(&app, "/health/ready", "proc-probe-2").await,
+        200
+    );
+    let anonymous = app
+        .client
+        .get(app.url("/v1/cache/KEYNAME-ANONYMOUS"))
+        .send()
+        .await
+        .unwrap();
     let generated = anonymous.headers()["x-request-id"]
         .to_str()
         .unwrap()
@@ -280,19 +292,26 @@ async fn each_request_logs_a_json_line_with_its_id_route_status_and_latency() {
         })
         .await;
     assert_eq!(finished["level"], "INFO");
-    assert_eq!(finished["span"]["method"], "GET");
-    assert_eq!(finished["fields"]["route"], "/v1/cache/{key}");
-    assert_eq!(finished["fields"]["status"], 404);
-    assert!(finished["fields"]["latency_ms"].is_number(), "{finished}");
+    assert_eq!(finished["method"], "GET");
+    assert_eq!(finished["route"], "/v1/cache/{key}");
+    assert_eq!(finished["status"], 404);
+    assert!(finished["latency_ms"].is_number(), "{finished}");
+    // A miss is an answer: its code is a field, not an error.
+    assert_eq!(finished["code"], "key_not_found", "{finished}");
+    assert!(finished.get("error").is_none(), "{finished}");
+    assert!(
+        finished.get("fields").is_none() && finished.get("span").is_none(),
+        "fields must be flat: {finished}"
+    );
     // An error's line names its code, never its message.
     let batch_line = app
         .logged("for proc-batch-1's end", |line| {
             message(line) == "request finished" && request_id(line) == "proc-batch-1"
         })
         .await;
-    assert_eq!(batch_line["fields"]["status"], 400);
+    assert_eq!(batch_line["status"], 400);
     assert!(
-        batch_line["fields"]["error"]
+        batch_line["code"]
             .as_str()
             .is_some_and(|c| c.starts_with("invalid_")),
         "{batch_line}"
@@ -310,12 +329,10 @@ async fn each_request_logs_a_json_line_with_its_id_route_status_and_latency() {
         .await;
     assert_eq!(slow["level"], "WARN");
     assert!(
-        slow["fields"]["operation"]
-            .as_str()
-            .is_some_and(|op| !op.is_empty()),
+        slow["operation"].as_str().is_some_and(|op| !op.is_empty()),
         "{slow}"
     );
-    assert!(slow["fields"]["duration_ms"].is_number(), "{slow}");
+    assert!(slow["duration_ms"].is_number(), "{slow}");
 
     app.logged("for proc-put-1's end", |line| {
         message(line) == "request finished" && request_id(line) == "proc-put-1"
@@ -327,11 +344,56 @@ async fn each_request_logs_a_json_line_with_its_id_route_status_and_latency() {
         "a value was logged:\n{output}"
     );
     assert!(!output.contains("KEYNAME"), "a key was logged:\n{output}");
-    for line in app.log_lines().iter().filter(|l| l["span"].is_object()) {
+    let lines = app.log_lines();
+    let of_requests = lines
+        .iter()
+        .filter(|l| l.get("status").is_some() || message(l) == "slow Redis call");
+    for line in of_requests {
         assert!(
             !request_id(line).is_empty(),
             "a request's line without its id: {line}"
         );
+    }
+    let probes: Vec<&Value> = lines
+        .iter()
+        .filter(|l| message(l) == "request finished" && request_id(l).starts_with("proc-probe"))
+        .collect();
+    assert!(probes.is_empty(), "probes logged at INFO: {probes:?}");
+    // One start line says where it listens; actix-server's own three are not repeated.
+    let listening = lines
+        .iter()
+        .filter(|l| message(l) == "cachegate listening")
+        .count();
+    assert_eq!(listening, 1, "{}", app.output());
+    let actix: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("actix_server"))
+        })
+        .collect();
+    assert!(actix.is_empty(), "actix-server start lines: {actix:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_are_logged_at_debug() {
+    let redis = RedisServer::start();
+    let vars = [("RUST_LOG", "info,cachegate=debug")];
+    let app = Cachegate::start(&redis.url(), &vars).await;
+    for (path, id) in [
+        ("/health", "probe-live"),
+        ("/health/ready", "probe-ready"),
+        ("/metrics", "probe-metrics"),
+    ] {
+        assert_eq!(get_with_id(&app, path, id).await, 200, "{path}");
+        let line = app
+            .logged(&format!("for {path}"), |line| {
+                message(line) == "request finished" && request_id(line) == id
+            })
+            .await;
+        assert_eq!(line["level"], "DEBUG", "{line}");
+        assert_eq!(line["route"], path, "{line}");
     }
 }
 
@@ -367,7 +429,10 @@ async fn rust_log_sets_the_levels() {
 async fn pretty_logs_carry_the_request_id_too() {
     let redis = RedisServer::start();
     let app = Cachegate::start(&redis.url(), &[("CACHE_LOG_FORMAT", "pretty")]).await;
-    assert_eq!(get_with_id(&app, "/health", "pretty-id-1").await, 200);
+    assert_eq!(
+        get_with_id(&app, "/v1/cache/pretty", "pretty-id-1").await,
+        404
+    );
     let found = common::eventually(LOGGED_WITHIN, || {
         let stdout = app.stdout.lock().unwrap();
         let line = stdout
@@ -641,6 +706,10 @@ fn help_lists_every_variable_with_its_default_and_meaning() {
         for command in ["healthcheck", "openapi", "--version"] {
             assert!(help.contains(command), "{flag} does not mention {command}");
         }
+        assert!(
+            help.contains("loopback clients only"),
+            "{flag} does not say that without tokens only loopback clients are served"
+        );
         for (variable, default) in VARIABLES {
             let line = help
                 .lines()
