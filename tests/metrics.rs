@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::{RedisServer, TestApp};
 
 /// Series that must be in the exposition once the requests below were served.
-const EXPECTED: [&str; 11] = [
+const EXPECTED: [&str; 12] = [
     "cachegate_http_requests_total",
     "cachegate_http_request_duration_seconds",
     "cachegate_cache_lookups_total",
@@ -20,6 +20,7 @@ const EXPECTED: [&str; 11] = [
     "cachegate_redis_call_duration_seconds",
     "cachegate_redis_errors_total",
     "cachegate_redis_connection_losses_total",
+    "cachegate_redis_nodes",
 ];
 
 /// One metric family: its declared type and help, and its samples.
@@ -224,6 +225,8 @@ async fn every_series_has_help_and_type_and_the_exposition_parses() {
     assert_eq!(app.get("absent").await.status(), 404);
     let batch = serde_json::json!({"keys": ["m", "absent"]});
     assert_eq!(app.post_json("/v1/batch/get", &batch).await.status(), 200);
+    // Readiness counts the reachable nodes.
+    app.wait_ready().await;
     // A failed Redis call, so the error counter has a series.
     redis.stop();
     assert_eq!(app.get("m").await.status(), 503);
