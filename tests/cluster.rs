@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::RedisCluster;
 use common::topology::Topology;
-use common::TestApp;
+use common::{error_code, TestApp};
 use serde_json::{json, Value};
 
 /// How long a listing page may keep failing while a primary fails over (about 2 s here).
@@ -333,5 +333,45 @@ async fn a_listing_through_a_failover_returns_every_key_that_existed_throughout(
         &missed[..missed.len().min(5)]
     );
     assert_eq!(distinct.len(), total, "only item:* keys are listed");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_primary_gives_504_for_its_keys_only_and_readiness_503() {
+    let topology = start_cluster();
+    let app = TestApp::start_on(&topology, &[("REDIS_COMMAND_TIMEOUT_MS", "500")]).await;
+    let keys = keys_on_every_primary(&topology, "f", 12);
+    for key in &keys {
+        assert_eq!(app.put(key, "1").await.status(), 204);
+    }
+    let cluster = cluster_of(&topology);
+    let frozen = cluster.primary_of_key(&keys[0]);
+    let (on_frozen, elsewhere): (Vec<&String>, Vec<&String>) = keys
+        .iter()
+        .partition(|k| cluster.primary_of_key(k) == frozen);
+    cluster.freeze(frozen);
+    // Within the node timeout (1 s) no failover starts; the frozen node just does not answer
+    // (later the cluster would refuse every key while it fails over).
+    let other = app.get(elsewhere[0]).await.status();
+    let started = Instant::now();
+    let stuck = app.get(on_frozen[0]).await;
+    let took = started.elapsed();
+    let stuck_status = stuck.status();
+    let stuck_code = error_code(stuck).await;
+    let ready = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    cluster.thaw(frozen);
+    assert_eq!(
+        (stuck_status.as_u16(), stuck_code.as_str()),
+        (504, "backend_timeout")
+    );
+    assert!(took < Duration::from_secs(3), "the GET took {took:?}");
+    assert_eq!(other, 200, "a key on a live primary");
+    assert_eq!(ready, 503, "readiness with a primary that does not answer");
     app.stop().await;
 }

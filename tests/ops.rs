@@ -4,6 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::sentinel::SentinelGroup;
 use common::topology::{Topology, TopologyKind};
 use common::{error_code, RedisServer, TestApp};
 use serde_json::Value;
@@ -278,6 +279,33 @@ async fn stats_answer_quickly_while_redis_is_down_and_count_errors() {
     assert!(stats["redis"].is_null(), "{stats}");
     assert_service_pool_config(&stats, &redis);
     assert!(stats["service"]["errors"].as_u64().unwrap() >= 1, "{stats}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_stats_name_the_master_and_the_sentinels_and_no_password() {
+    let (data_password, sentinel_password) = ("data-pw-Kx71", "sentinel-pw-Wq52");
+    let group = tokio::task::block_in_place(|| {
+        SentinelGroup::start_with_auth(Some(data_password), Some(sentinel_password))
+    });
+    let topology = Topology::Sentinel(group);
+    let app = TestApp::start_on(&topology, &[]).await;
+    assert_eq!(app.put("k", "1").await.status(), 204);
+    let response = app.client.get(app.url("/v1/stats")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for password in [data_password, sentinel_password] {
+        assert!(!text.contains(password), "stats show a password: {text}");
+    }
+    let stats: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(stats["redis"]["mode"], "sentinel", "{stats}");
+    assert_eq!(stats["redis"]["keys"], 1, "{stats}");
+    let Topology::Sentinel(group) = &topology else {
+        unreachable!()
+    };
+    assert_eq!(stats["config"]["sentinel_master"], group.master_name());
+    let sentinels: Vec<String> = group.sentinels().split(',').map(str::to_string).collect();
+    assert_eq!(stats["config"]["sentinels"], serde_json::json!(sentinels));
     app.stop().await;
 }
 
