@@ -375,3 +375,49 @@ async fn a_frozen_primary_gives_504_for_its_keys_only_and_readiness_503() {
     assert_eq!(ready, 503, "readiness with a primary that does not answer");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_set_agrees_with_redis_on_which_keys_share_a_slot() {
+    let topology = start_cluster();
+    let cluster = cluster_of(&topology);
+    // Hash tags as Redis reads them: the first `{`, then the first `}` after it, non-empty.
+    let pairs = [
+        ("{a}1", "{a}2"),
+        ("x{a}y", "{a}z"),
+        ("{{a}}1", "{{a}}2"),
+        ("{a}}1", "{a}}}2"),
+        ("{}1", "{}2"),
+        ("}{a}1", "}{a}2"),
+        ("{a", "{a}"),
+        ("é{ü}1", "{ü}2"),
+        ("a{b}{c}", "a{b}{d}"),
+    ];
+    let (mut shared, mut apart) = (0, 0);
+    // The slot is that of the key as Redis stores it, prefix included.
+    for prefix in ["", "app:", "p{"] {
+        let app = TestApp::start_on(&topology, &[("CACHE_KEY_PREFIX", prefix)]).await;
+        for (first, second) in pairs {
+            let stored = |key: &str| format!("{prefix}{key}");
+            let same_slot = cluster.slot_of(&stored(first)) == cluster.slot_of(&stored(second));
+            let body =
+                json!({"entries": [{"key": first, "value": 1}, {"key": second, "value": 2}]});
+            let response = app.post_json("/v1/batch/set", &body).await;
+            let status = response.status().as_u16();
+            let case = format!("prefix {prefix:?}: {first} and {second}");
+            if same_slot {
+                shared += 1;
+                assert_eq!(status, 200, "{case} share a slot");
+                assert_eq!(topology.raw_get(&stored(second)).as_deref(), Some("2"));
+            } else {
+                apart += 1;
+                assert_eq!(status, 400, "{case} lie in two slots");
+                assert_eq!(error_code(response).await, "cross_slot", "{case}");
+            }
+        }
+        app.stop().await;
+    }
+    assert!(
+        shared > 3 && apart > 3,
+        "{shared} pairs share a slot, {apart} do not"
+    );
+}
