@@ -856,3 +856,30 @@ async fn a_prefix_without_a_hash_tag_gives_no_warning_on_a_cluster() {
         .collect();
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_variables_are_ignored_with_a_warning_in_sentinel_mode() {
+    let topology = tokio::task::block_in_place(|| TopologyKind::Sentinel.start());
+    // Nothing listens on port 1: were REDIS_URL used, no write could succeed.
+    let app = Cachegate::start_on(
+        &topology,
+        &[("REDIS_URL", "redis://127.0.0.1:1"), ("REDIS_PORT", "1")],
+    )
+    .await;
+    let warning = app
+        .logged("warning about the ignored variables", |line| {
+            line["level"] == "WARN" && message(line).contains("REDIS_URL")
+        })
+        .await;
+    assert!(message(&warning).contains("REDIS_PORT"), "{warning}");
+    let put = app
+        .client
+        .put(app.url("/v1/cache/a"))
+        .header("content-type", "application/json")
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    assert_eq!(topology.raw_get("a").as_deref(), Some("1"));
+}
