@@ -768,8 +768,7 @@ fn a_mode_without_its_variables_or_a_cluster_with_a_database_stops_the_start_nam
         (&[("REDIS_MODE", "cluster")], &["REDIS_CLUSTER_NODES"]),
         (
             &[("REDIS_MODE", "sentinel")],
-            // The variables are checked one at a time: the first missing one is named.
-            &["REDIS_SENTINELS"],
+            &["REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"],
         ),
         (
             &[
