@@ -20,8 +20,9 @@ const LOOPS: usize = 50;
 /// Keys per loop: enough to touch every primary of a cluster.
 const KEYS_PER_LOOP: usize = 10;
 const COMMAND_TIMEOUT_MS: u64 = 1000;
-/// Above the command timeout: a pool checkout, a topology refresh and a loaded 2-core machine.
-const LATENCY_MARGIN: Duration = Duration::from_millis(1500);
+/// Above the command timeout: a pool checkout, a topology refresh and a loaded 2-core machine
+/// (at a load average of 20 a 504 took 2.1 s with a 1 s timeout). A hang would take 30 s.
+const LATENCY_MARGIN: Duration = Duration::from_millis(2000);
 /// The contract: no request sent this long after the topology is whole again fails.
 const RECOVERED_WITHIN: Duration = Duration::from_secs(2);
 /// How long the load goes on after the topology is whole again.
