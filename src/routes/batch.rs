@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Read, Write};
 use crate::body::{body_error, check_depth, read_json_body};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::{CacheKey, Ttl};
@@ -147,7 +147,7 @@ async fn read_keys(
     )
 )]
 pub async fn batch_get(
-    caller: Caller,
+    caller: Caller<Read>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -229,7 +229,7 @@ pub async fn batch_get(
     )
 )]
 pub async fn batch_set(
-    caller: Caller,
+    caller: Caller<Write>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -314,7 +314,7 @@ pub async fn batch_set(
     )
 )]
 pub async fn batch_delete(
-    caller: Caller,
+    caller: Caller<Write>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,

@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, RedisWide};
 use crate::config::Topology;
 use crate::error::ErrorBody;
 use crate::openapi::AuthErrors;
@@ -96,7 +96,7 @@ pub struct ConfigStats {
             example = json!({"error": {"code": "internal", "message": "internal error; see the service log"}})),
     )
 )]
-pub async fn get_stats(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
+pub async fn get_stats(_caller: Caller<RedisWide>, state: web::Data<AppState>) -> HttpResponse {
     // Bounded on its own: stats must answer within 2 s even with a long command timeout.
     // Usable means what readiness means, so the two never disagree.
     let (ready, redis) = tokio::join!(
