@@ -8,6 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::topology::{Topology, TopologyKind};
 use common::RedisServer;
 use serde_json::Value;
 
@@ -107,13 +108,27 @@ struct Cachegate {
 impl Cachegate {
     /// Spawns it on a free port with JSON logs; `vars` win over those defaults.
     async fn start(redis_url: &str, vars: &[(&str, &str)]) -> Self {
+        Self::start_with_redis(&[("REDIS_URL", redis_url)], vars).await
+    }
+
+    /// Spawns it on a topology (its `REDIS_MODE` and the mode's variables).
+    async fn start_on(topology: &Topology, vars: &[(&str, &str)]) -> Self {
+        let redis_vars = topology.cachegate_vars();
+        let redis_vars: Vec<(&str, &str)> = redis_vars
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        Self::start_with_redis(&redis_vars, vars).await
+    }
+
+    async fn start_with_redis(redis_vars: &[(&str, &str)], vars: &[(&str, &str)]) -> Self {
         let port = free_port().to_string();
-        let mut all = vec![
-            ("REDIS_URL", redis_url),
+        let mut all = redis_vars.to_vec();
+        all.extend([
             ("CACHE_HOST", "127.0.0.1"),
             ("CACHE_PORT", port.as_str()),
             ("CACHE_LOG_FORMAT", "json"),
-        ];
+        ]);
         all.retain(|(name, _)| !vars.iter().any(|(n, _)| n == name));
         all.extend_from_slice(vars);
         let mut child = command(&all)
@@ -813,4 +828,126 @@ fn a_bad_redis_url_is_refused_without_echoing_its_password() {
     let all = format!("{}{}", output.stdout, output.stderr);
     assert!(all.contains("REDIS_URL"), "{all}");
     assert!(!all.contains("pw-HIDDEN"), "the password was echoed: {all}");
+}
+
+#[test]
+fn a_mode_without_its_variables_or_a_cluster_with_a_database_stops_the_start_naming_them() {
+    type Vars<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Vars, &[&str]); 5] = [
+        (&[("REDIS_MODE", "cluster")], &["REDIS_CLUSTER_NODES"]),
+        (
+            &[("REDIS_MODE", "sentinel")],
+            &["REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"],
+        ),
+        (
+            &[
+                ("REDIS_MODE", "sentinel"),
+                ("REDIS_SENTINELS", "127.0.0.1:26379"),
+            ],
+            &["REDIS_SENTINEL_MASTER"],
+        ),
+        (
+            &[
+                ("REDIS_MODE", "cluster"),
+                ("REDIS_CLUSTER_NODES", "127.0.0.1:7000"),
+                ("REDIS_DB", "1"),
+            ],
+            &["REDIS_DB"],
+        ),
+        (&[("REDIS_MODE", "ring")], &["REDIS_MODE"]),
+    ];
+    for (vars, named) in cases {
+        let output = run(&[], vars);
+        assert!(!output.status.success(), "{vars:?} started");
+        for name in named {
+            assert!(
+                output.stderr.contains(name),
+                "{vars:?}: the message does not name {name}: {}",
+                output.stderr
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_holding_a_hash_tag_warns_at_start_on_a_cluster_and_still_works() {
+    let topology = tokio::task::block_in_place(|| TopologyKind::Cluster.start());
+    let app = Cachegate::start_on(&topology, &[("CACHE_KEY_PREFIX", "{app}:")]).await;
+    let warning = app
+        .logged("warning about the hash tag", |line| {
+            line["level"] == "WARN" && message(line).contains("CACHE_KEY_PREFIX")
+        })
+        .await;
+    assert!(message(&warning).contains("hash slot"), "{warning}");
+    let url = app.url("/v1/cache/a");
+    let put = app
+        .client
+        .put(&url)
+        .header("content-type", "application/json")
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    assert_eq!(topology.raw_get("{app}:a").as_deref(), Some("1"));
+    // Every key in one slot: even an all-or-nothing batch of many keys is accepted.
+    let batch = app
+        .client
+        .post(app.url("/v1/batch/set"))
+        .json(&serde_json::json!({"entries": [{"key": "b", "value": 2}, {"key": "c", "value": 3}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 200);
+    assert_eq!(topology.raw_get("{app}:c").as_deref(), Some("3"));
+    let get = app.client.get(&url).send().await.unwrap();
+    assert_eq!(get.text().await.unwrap(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_without_a_hash_tag_gives_no_warning_on_a_cluster() {
+    let topology = tokio::task::block_in_place(|| TopologyKind::Cluster.start());
+    let app = Cachegate::start_on(&topology, &[("CACHE_KEY_PREFIX", "app:")]).await;
+    let put = app
+        .client
+        .put(app.url("/v1/cache/a"))
+        .header("content-type", "application/json")
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    let warnings: Vec<Value> = app
+        .log_lines()
+        .into_iter()
+        .filter(|line| line["level"] == "WARN")
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_variables_are_ignored_with_a_warning_in_sentinel_mode() {
+    let topology = tokio::task::block_in_place(|| TopologyKind::Sentinel.start());
+    // Nothing listens on port 1: were REDIS_URL used, no write could succeed.
+    let app = Cachegate::start_on(
+        &topology,
+        &[("REDIS_URL", "redis://127.0.0.1:1"), ("REDIS_PORT", "1")],
+    )
+    .await;
+    let warning = app
+        .logged("warning about the ignored variables", |line| {
+            line["level"] == "WARN" && message(line).contains("REDIS_URL")
+        })
+        .await;
+    assert!(message(&warning).contains("REDIS_PORT"), "{warning}");
+    let put = app
+        .client
+        .put(app.url("/v1/cache/a"))
+        .header("content-type", "application/json")
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    assert_eq!(topology.raw_get("a").as_deref(), Some("1"));
 }

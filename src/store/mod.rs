@@ -354,6 +354,9 @@ impl Store {
     ) -> Result<Option<Vec<Option<Vec<u8>>>>, StoreError> {
         let lengths = join_all(by_slot(redis_keys.iter()).into_values().map(|group| {
             let mut pipe = redis::pipe();
+            // A WRONGTYPE reply must come back as a value (counted 0 below), not fail the
+            // whole pipeline.
+            pipe.ignore_errors();
             for key in group {
                 pipe.cmd("STRLEN").arg(key);
             }
