@@ -579,6 +579,8 @@ if rows:
     for what, ok, val in checks:
         p(f"- {'met' if ok else '**not met**'}: {what} ({val})")
 if cluster:
+    if rows:
+        p("")
     p("### Redis Cluster, 3 primaries\n")
     p(f"cachegate with REDIS_MODE=cluster against three primaries (no replicas) started by this run; "
       f"the baseline is `redis-benchmark --cluster` at the same -c {E['CONNECTIONS']}. cachegate's batch get "
