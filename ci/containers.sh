@@ -21,6 +21,7 @@ CACHE_DIR=${CACHEGATE_CI_CACHE:-/var/cache/cachegate-ci}
 PROJECT=cachegateci$$ # unique: an aborted run never collides with this one
 IMAGE=cachegate:local # what docker-compose.yml's `image:` names
 LABEL_KEY=org.cachegate.ci.built-from
+PYTHON=/usr/bin/python3 # Debian's, with PyYAML (podman-compose needs both)
 START=$SECONDS
 
 say() { printf '== containers [%3ss] %s\n' "$((SECONDS - START))" "$*"; }
@@ -88,10 +89,11 @@ install_tools() {
   command -v runc >/dev/null || missing+=(runc)
   [ -x /usr/lib/podman/netavark ] || missing+=(netavark)
   [ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
+  command -v iptables >/dev/null || missing+=(iptables) # netavark's firewall rules
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   command -v curl >/dev/null || missing+=(curl)
-  command -v python3 >/dev/null || missing+=(python3)
+  [ -x "$PYTHON" ] || missing+=(python3 python3-yaml)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -131,7 +133,7 @@ drop_replaced() {
 # The Debian archive and security URIs from the machine's apt sources (deb822 or one-line), for the
 # host's codename: never a host name written here.
 apt_mirrors() {
-  python3 - <<'EOF'
+  "$PYTHON" - <<'EOF'
 import glob, re
 codename = ""
 for line in open("/etc/os-release"):
@@ -400,7 +402,7 @@ check_image() {
 
 # The image's HEALTHCHECK command, one argument per line.
 healthcheck_cmd() {
-  podman image inspect "$IMAGE" | python3 -c '
+  podman image inspect "$IMAGE" | "$PYTHON" -c '
 import json, sys
 test = (json.load(sys.stdin)[0].get("Healthcheck") or {}).get("Test") or []
 if not test or test[0] not in ("CMD", "CMD-SHELL"):
@@ -435,7 +437,7 @@ container() { podman ps -a -q --filter "label=io.podman.compose.project=$PROJECT
 
 # A free TCP port on the host (8080 may be taken by something else on a CI machine).
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
+  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
 }
 
 # Polls `$@` every 0.5 s until it succeeds or $1 seconds pass.
@@ -462,11 +464,11 @@ http() {
   [ "${4:-}" = --no-token ] || args+=(-H "Authorization: Bearer $TOKEN")
   [ -z "$body" ] || args+=(-H 'Content-Type: application/json' --data "$body")
   curl -sS --max-time 10 -o "$WORK/body" -w '%{http_code}' -X "$method" "${args[@]}" \
-    "http://127.0.0.1:$PORT$path" 2>/dev/null || echo 000
+    "http://127.0.0.1:$PORT$path" 2>/dev/null || true # curl prints 000 when it gets no answer
 }
 
 same_json() {
-  python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])) != json.loads(sys.argv[2]))' \
+  "$PYTHON" -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])) != json.loads(sys.argv[2]))' \
     "$WORK/body" "$1"
 }
 
@@ -480,7 +482,7 @@ expect() { # expect STATUS METHOD PATH [BODY] [--no-token]
 started_at() { podman inspect --format '{{.State.StartedAt}} {{.RestartCount}}' "$(container "$1")"; }
 
 run_stack() {
-  TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
+  TOKEN=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(32))')
   PORT=$(free_port)
   # podman-compose 1.0.3 reads only ./.env (no --env-file) and leaves `${VAR:-}` uninterpolated:
   # Docker Compose's own `config` renders the file with .env.example, overridden by a generated
@@ -489,7 +491,7 @@ run_stack() {
   (umask 077 && CACHE_AUTH_TOKENS=$TOKEN CACHE_PUBLISH_PORT=$PORT \
     docker-compose --env-file .env.example -p "$PROJECT" config >"$WORK/compose.yml")
   local grace
-  grace=$(python3 -c '
+  grace=$("$PYTHON" -c '
 import re, sys, yaml
 value = str(yaml.safe_load(open(sys.argv[1]))["services"]["cachegate"].get("stop_grace_period", "10s"))
 m = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", value)
