@@ -239,6 +239,20 @@ build_slim() {
   drop_replaced "$old" debian:bookworm-slim
 }
 
+# podman_build LOG WHAT ARGS...: podman build with the network of the host (apt-get, crates.io) and
+# the docker format (the OCI format has no HEALTHCHECK: podman would drop it). Success is a written
+# image id: podman 4.3's build can exit 0 when interrupted.
+podman_build() {
+  local log=$1 what=$2
+  shift 2
+  rm -f "$WORK/iid"
+  if ! podman build --pull=never --network host --format docker --iidfile "$WORK/iid" "$@" \
+    >"$log" 2>&1 || [ ! -s "$WORK/iid" ]; then
+    tail -n 60 "$log" >&2
+    fail "$what"
+  fi
+}
+
 # Builds $1 from the Containerfile $2 with context $3 (and podman build options $5...), unless the
 # image was built from the same inputs (Containerfile, base image, $4 for the files it copies).
 build_derived() {
@@ -255,10 +269,9 @@ build_derived() {
   fi
   say "$name stand-in: building"
   old=$(image_id "$name")
-  podman build --pull=never --network host --format docker --label "$LABEL_KEY=$key" "$@" \
-    -t "$name" -t "docker.io/library/$name" -f "$containerfile" "$context" \
-    >"$WORK/build-stand-in.log" 2>&1 ||
-    { tail -n 30 "$WORK/build-stand-in.log" >&2; fail "building the $name stand-in"; }
+  podman_build "$WORK/build-stand-in.log" "building the $name stand-in" \
+    --label "$LABEL_KEY=$key" "$@" -t "$name" -t "docker.io/library/$name" \
+    -f "$containerfile" "$context"
   drop_replaced "$old" "$name"
 }
 
@@ -377,12 +390,26 @@ build_image() {
   old=$(image_id "$IMAGE")
   say "podman build $IMAGE (Dockerfile unchanged; cargo reaches crates.io through the host network)"
   local t0=$SECONDS
-  # --format docker: the OCI format has no HEALTHCHECK and podman would drop it.
-  podman build --pull=never --network host --format docker -t "$IMAGE" -f Dockerfile . \
-    >"$WORK/build.log" 2>&1 || { tail -n 60 "$WORK/build.log" >&2; fail "podman build"; }
+  podman_build "$WORK/build.log" "podman build $IMAGE" -t "$IMAGE" -f Dockerfile .
   say "image built in $((SECONDS - t0))s; size $(podman image inspect --format '{{.Size}}' "$IMAGE" |
     awk '{printf "%.1f MB", $1 / 1e6}')"
   drop_replaced "$old" "$IMAGE"
+  drop_previous_builder
+}
+
+# Each source revision leaves its builder stage's last layer (the compiled crate, some 100 MB) as
+# an untagged image that only an identical rebuild would reuse: keep the newest, drop the one
+# before. (`podman image prune` would also take the dependency layer once nothing is built on it.)
+drop_previous_builder() {
+  local leaf previous=""
+  leaf=$(awk '/^\[[0-9]+\/[0-9]+\] STEP/ { stage = substr($1, 2, index($1, "/") - 2) }
+    /^--> / && stage == 1 { id = $NF } END { print id }' "$WORK/build.log")
+  [ -n "$leaf" ] || return 0
+  [ ! -f "$CACHE_DIR/builder-leaf" ] || previous=$(cat "$CACHE_DIR/builder-leaf")
+  if [ -n "$previous" ] && [ "$previous" != "$leaf" ]; then
+    podman rmi "$previous" >/dev/null 2>&1 || true
+  fi
+  echo "$leaf" >"$CACHE_DIR/builder-leaf"
 }
 
 # ---- 4. checks --------------------------------------------------------------------------------
