@@ -14,6 +14,9 @@
 # (/var/lib/containers), each labelled with a hash of what it is built from and rebuilt when that
 # changes. `podman build` reuses the Dockerfile's dependency layer until Cargo.toml/Cargo.lock or a
 # base image change.
+#
+# Settings: CACHEGATE_CI_CACHE (default /var/cache/cachegate-ci), CACHEGATE_CI_DEBIAN_MIRROR (default:
+# the machine's apt sources).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -554,7 +557,7 @@ print(int(m.group(1) or 0) * 60 + int(m.group(2) or 0))' "$WORK/compose.yml")
   [ -z "$ports" ] || fail "redis publishes ports: $ports"
   mode=$(podman inspect --format '{{.HostConfig.NetworkMode}}' "$redis")
   [ "$mode" = bridge ] || fail "redis runs with network mode $mode"
-  podman exec "$redis" sh -c 'cat /proc/1/status' | grep -Eq '^Uid:\s+999\s' ||
+  [ "$(podman exec "$redis" awk '/^Uid:/ { print $2 }' /proc/1/status)" = 999 ] ||
     fail "redis-server does not run as the redis user"
   [ "$(podman exec "$redis" redis-cli config get appendonly | tail -n1)" = yes ] ||
     fail "redis runs without appendonly"
