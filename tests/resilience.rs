@@ -244,7 +244,9 @@ async fn clients_that_disconnect_mid_request_do_not_poison_the_shared_connection
 
     // Meanwhile and afterwards, callers that hang up at random points mix with callers that
     // wait: each answer that arrives must be the value of its own key.
-    let mixed = (0..keys * 2).map(|n| {
+    // Fewer at once than the lane's in-flight bound (256): a busy machine must not turn this
+    // into a test of the bound.
+    let mixed = (0..240).map(|n| {
         let i = (n * 7) % keys;
         let app = &app;
         async move {
