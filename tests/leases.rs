@@ -101,6 +101,27 @@ async fn waiters_get_the_filled_value(topology: &Topology, count: usize) {
     let waiting = join_all((0..count).map(|_| get_q(&app, "report", "lease=10&wait=10000")));
     let filler = async {
         wait_for_waiters(&app, count as u64).await;
+        // All the waiters share ONE subscription: one channel, one subscriber, on the node
+        // of the key (sharded pub/sub on a cluster).
+        let node = topology.node_of_key("report");
+        let (list, count_subscribers) = match topology.kind() {
+            TopologyKind::Cluster => ("SHARDCHANNELS", "SHARDNUMSUB"),
+            _ => ("CHANNELS", "NUMSUB"),
+        };
+        let channels: Vec<Vec<u8>> = node.query(redis::cmd("PUBSUB").arg(list)).unwrap();
+        assert_eq!(channels.len(), 1, "one lease channel");
+        let subscribers: Vec<redis::Value> = node
+            .query(
+                redis::cmd("PUBSUB")
+                    .arg(count_subscribers)
+                    .arg(&channels[0]),
+            )
+            .unwrap();
+        assert_eq!(
+            subscribers.get(1),
+            Some(&redis::Value::Int(1)),
+            "one subscriber"
+        );
         let written = fill(&app, "report", &token, "{\"rows\": 3}").await;
         assert_eq!(written.status(), 204);
         assert!(written.headers().get("etag").is_some());
