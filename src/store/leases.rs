@@ -631,6 +631,69 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
+
+    /// A connector to nowhere: subscriptions fail, and waiters still work on their fallback.
+    struct Nowhere;
+
+    impl Connect for Nowhere {
+        fn connect(
+            &self,
+            _: super::super::lanes::LossSignal,
+        ) -> Pin<Box<dyn Future<Output = Result<Link, RedisError>> + Send + '_>> {
+            Box::pin(async { Err(RedisError::from((ErrorKind::Io, "nowhere"))) })
+        }
+
+        fn connect_subscriber(
+            &self,
+            _: PushSink,
+        ) -> Pin<Box<dyn Future<Output = Result<Link, RedisError>> + Send + '_>> {
+            Box::pin(async { Err(RedisError::from((ErrorKind::Io, "nowhere"))) })
+        }
+
+        fn describe(&self) -> String {
+            "nowhere".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn waiters_are_bounded_counted_and_dropped_with_their_ticket() {
+        let hub = Hub::new(Arc::new(Nowhere), 2, Duration::from_millis(50));
+        let a = hub.join(b"k1".to_vec()).await.expect("room for the first");
+        let b = hub.join(b"k1".to_vec()).await.expect("room for the second");
+        assert!(hub.join(b"k2".to_vec()).await.is_none(), "past the bound");
+        assert_eq!((hub.waiting(), hub.channels()), (2, 1));
+        drop(a);
+        assert_eq!((hub.waiting(), hub.channels()), (1, 1));
+        drop(b);
+        assert_eq!((hub.waiting(), hub.channels()), (0, 0));
+        let c = hub.join(b"k2".to_vec()).await.expect("room again");
+        hub.close();
+        assert_eq!(c.wait(Duration::from_secs(5)).await, Wake::Closing);
+        assert!(
+            hub.join(b"k3".to_vec()).await.is_none(),
+            "no new waiter while closing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_notification_during_the_check_is_not_missed() {
+        let hub = Hub::new(Arc::new(Nowhere), 10, Duration::from_millis(50));
+        let mut ticket = hub.join(b"k".to_vec()).await.expect("a ticket");
+        ticket.arm();
+        // Published while the waiter was checking Redis, before it started waiting.
+        hub.inner.on_push(redis::PushInfo {
+            kind: redis::PushKind::Message,
+            data: vec![
+                Value::BulkString(b"k".to_vec()),
+                Value::BulkString(b"filled".to_vec()),
+            ],
+        });
+        assert_eq!(ticket.wait(Duration::from_secs(5)).await, Wake::Notified);
+        ticket.arm();
+        assert_eq!(ticket.wait(Duration::from_millis(20)).await, Wake::Elapsed);
+    }
 
     #[test]
     fn lease_reads_parse() {
