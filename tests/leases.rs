@@ -450,3 +450,28 @@ async fn shutdown_answers_waiting_callers() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_cachegate_processes_share_one_lease_and_wake_each_others_waiters() {
+    let redis = RedisServer::start();
+    let (a, b) = (TestApp::start(&redis).await, TestApp::start(&redis).await);
+    let answers = join_all((0..100).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        get_q(app, "shared", "lease=10")
+    }))
+    .await;
+    let leases: Vec<String> = answers.iter().filter_map(lease_of).collect();
+    assert_eq!(leases.len(), 1, "one lease across both processes");
+    // Waiters on B are woken by a fill through A.
+    let waiting = join_all((0..10).map(|_| get_q(&b, "shared", "lease=10&wait=10000")));
+    let filler = async {
+        wait_for_waiters(&b, 10).await;
+        assert_eq!(fill(&a, "shared", &leases[0], "\"x\"").await.status(), 204);
+    };
+    let (answers, ()) = tokio::join!(waiting, filler);
+    for answer in answers {
+        assert_eq!(answer.status(), 200);
+    }
+    a.stop().await;
+    b.stop().await;
+}
