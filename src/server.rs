@@ -17,6 +17,7 @@ use crate::telemetry::{self, RequestSpan};
 pub struct RunningServer {
     pub addr: SocketAddr,
     handle: ServerHandle,
+    state: web::Data<AppState>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -27,7 +28,7 @@ impl RunningServer {
 
     /// Stops accepting, lets in-flight requests finish, and waits for the end.
     pub async fn stop(self) {
-        self.handle.stop(true).await;
+        stop_gracefully(&self.handle, &self.state).await;
         let _ = self.task.await;
     }
 }
@@ -43,9 +44,16 @@ fn path_error(err: actix_web::error::PathError, _: &actix_web::HttpRequest) -> a
     ApiError::invalid_request(format!("the path is malformed: {err}")).into()
 }
 
+/// Stops accepting and finishes in-flight requests; callers waiting on a lease are answered
+/// at once (a `404` without a lease) instead of holding the shutdown.
+async fn stop_gracefully(handle: &ServerHandle, state: &AppState) {
+    state.store.lease_waiters().close();
+    handle.stop(true).await;
+}
+
 /// Binds `CACHE_HOST:CACHE_PORT` (port 0 picks a free one) and builds the server, not yet
 /// polled. Signals are left to the caller.
-pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>), String> {
+pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>, web::Data<AppState>), String> {
     crate::routes::metrics::recorder();
     let shutdown = config.shutdown_timeout;
     let bind = (config.http_host.clone(), config.http_port);
@@ -62,6 +70,7 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>), String> {
         redis = %state.store.describe(),
         "connecting to Redis"
     );
+    let shared = state.clone();
     let server = HttpServer::new(move || {
         // Runs on each worker thread as it starts: its Redis links are made before its first
         // request needs them.
@@ -81,21 +90,26 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>), String> {
     .bind(bind.clone())
     .map_err(|e| format!("cannot listen on {}:{}: {e}", bind.0, bind.1))?;
     let addrs = server.addrs();
-    Ok((server.run(), addrs))
+    Ok((server.run(), addrs, shared))
 }
 
 /// Starts the server in a background task: how the tests run cachegate in-process.
 pub fn start(config: Config) -> Result<RunningServer, String> {
-    let (server, addrs) = build(config)?;
+    let (server, addrs, state) = build(config)?;
     let handle = server.handle();
     let task = tokio::spawn(server);
     let addr = *addrs.first().ok_or("the server bound no address")?;
-    Ok(RunningServer { addr, handle, task })
+    Ok(RunningServer {
+        addr,
+        handle,
+        state,
+        task,
+    })
 }
 
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully within the configured time.
 pub async fn run(config: Config) -> Result<(), String> {
-    let (server, addrs) = build(config)?;
+    let (server, addrs, state) = build(config)?;
     for addr in &addrs {
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "cachegate listening");
     }
@@ -103,7 +117,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
-        handle.stop(true).await;
+        stop_gracefully(&handle, &state).await;
     });
     server.await.map_err(|e| format!("the server failed: {e}"))
 }

@@ -366,7 +366,9 @@ async fn commands_redis_refuses_answer_503_with_its_reason() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "backend_unavailable");
         let message = body["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains("unknown command"), "{message}");
+        // Redis's own words: "unknown command", or "Unknown Redis command called from script"
+        // for a delete, which runs as a script that also cancels the key's lease.
+        assert!(message.to_lowercase().contains("unknown"), "{message}");
     }
     // What still works keeps working, and readiness and stats agree.
     assert_eq!(app.get("k").await.status(), 200);

@@ -17,10 +17,11 @@ use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::Keyspace;
 use crate::keys::{CacheKey, Pattern, Ttl};
 use crate::routes::conditions::{precondition_failed, ETag, Preconditions, WritePlan};
+use crate::routes::leases::{self, LeaseQuery};
 use crate::routes::responses::{cursor_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
 use crate::routes::store_error;
 use crate::state::AppState;
-use crate::store::{ListCursor, Store, TtlState, WriteCondition};
+use crate::store::{LeaseRead, ListCursor, Store, TtlState, WriteCondition};
 
 /// The key of `/v1/cache/{key}`, decoded from the raw path so that `%2F`, `%FF` and
 /// control characters are seen exactly as the client sent them.
@@ -55,12 +56,13 @@ impl IntoParams for PathKey {
     }
 }
 
-/// A read, unless its query changes the cache: `?ttl=` resets the TTL.
+/// A read, unless its query changes the cache: `?ttl=` resets the TTL, `?lease=` and
+/// `?refresh_before=` take a lease (which only a writer could fill).
 pub struct ReadUnlessQueryWrites;
 
 impl Requirement for ReadUnlessQueryWrites {
     fn of(req: &HttpRequest) -> Need {
-        if query_names_any(req, &["ttl"]) {
+        if query_names_any(req, &["ttl", "lease", "refresh_before"]) {
             Need::Write
         } else {
             Need::Read
@@ -74,6 +76,23 @@ pub struct ReadParams {
     /// Also reset the key's TTL to this many seconds (sliding expiry), atomically with the read.
     #[param(value_type = Option<u64>, minimum = 1, maximum = 2592000)]
     pub ttl: Option<String>,
+    /// Stampede protection: on a miss, exactly one caller per key and lease period gets
+    /// `404` with a `Cache-Lease` token, valid this many seconds (1 to 60); it computes the
+    /// value and writes it with `PUT` and the same `Cache-Lease` header. Others get `404`
+    /// without the header, or wait (see `wait`). Needs write scope.
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 60, example = 5)]
+    pub lease: Option<String>,
+    /// With `lease`: a caller that does not get the lease is held up to this many
+    /// milliseconds (1 to 10000) until the value is written (`200`, `X-Cache: HIT`), the
+    /// lease ends unfilled (one waiter then gets it: `404` with `Cache-Lease`), or the time
+    /// passes (`404` without a lease).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 10000, example = 2000)]
+    pub wait: Option<String>,
+    /// Early refresh: on a hit whose TTL left is below this many seconds (1 to
+    /// CACHE_MAX_TTL), exactly one caller gets a `Cache-Lease` with its `200` (lasting
+    /// `lease` seconds, else 10). Needs write scope.
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 2592000, example = 60)]
+    pub refresh_before: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -106,6 +125,20 @@ fn miss(key: &CacheKey) -> HttpResponse {
 /// `X-Cache: HIT` and a strong `ETag` of the stored bytes (`If-None-Match` gives `304`); a miss is `404 key_not_found` with `X-Cache: MISS`. With `?ttl=N` the
 /// key's TTL is reset to N seconds in the same atomic step (sliding expiry, GETEX); a
 /// read-only token may not do that (403).
+///
+/// **Leases (stampede protection).** With `?lease=S`, on a miss exactly one caller per key
+/// and lease period gets `404` with `Cache-Lease: <token>` (decided atomically in Redis, so
+/// across every cachegate process); the others get `404` without it, or with `&wait=MS` are
+/// held until the value is written (`200`), the lease ends unfilled (one of them then gets it),
+/// or MS pass. `?refresh_before=S` hands one caller a lease with its `200` when the TTL left is
+/// below S. A read-only token may not take a lease (403). Example flow:
+///
+/// 1. `GET /v1/cache/report?lease=5&wait=2000` → `404`, `Cache-Lease: 9f1c2a...` (caller A)
+/// 2. the same from callers B, C... → held
+/// 3. A computes and sends `PUT /v1/cache/report?ttl=300` with `Cache-Lease: 9f1c2a...` → `204`
+/// 4. B, C... get `200` with the value and `X-Cache: HIT`
+///
+/// A `PUT` or `DELETE` of the key by anyone else cancels the lease (A's fill then gets `412`).
 #[utoipa::path(
     get,
     path = "/v1/cache/{key}",
@@ -116,7 +149,8 @@ fn miss(key: &CacheKey) -> HttpResponse {
         (status = 200, description = "The stored value: any JSON value, byte for byte as written.",
             content_type = "application/json", body = serde_json::Value,
             headers(("X-Cache" = String, description = "HIT"),
-                ("ETag" = String, description = "A strong entity tag of the stored bytes.")),
+                ("ETag" = String, description = "A strong entity tag of the stored bytes."),
+                ("Cache-Lease" = String, description = "With refresh_before: the lease token handed to the one caller that should recompute the value (write it with PUT and this header).")),
             example = json!({"name": "Ada", "tags": [1, 2.5, null]})),
         (status = 304, description = "If-None-Match matched the current value: no body.",
             headers(("ETag" = String, description = "The current entity tag."),
@@ -126,8 +160,9 @@ fn miss(key: &CacheKey) -> HttpResponse {
                 ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key contains a control character (U+0000-U+001F or U+007F)"}}))),
                 ("invalid_ttl" = (summary = "invalid_ttl", value = json!({"error": {"code": "invalid_ttl", "message": "ttl must be a whole number of seconds from 1 to 2592000"}}))),
             )),
-        (status = 404, description = "No value is cached under the key.", body = ErrorBody,
-            headers(("X-Cache" = String, description = "MISS")),
+        (status = 404, description = "No value is cached under the key. With lease: Cache-Lease is present for the one caller that holds the lease (it should compute the value and PUT it with the same header), absent for the others (after wait, when given, ran out).", body = ErrorBody,
+            headers(("X-Cache" = String, description = "MISS"),
+                ("Cache-Lease" = String, description = "With lease: this caller's lease token.")),
             example = json!({"error": {"code": "key_not_found", "message": "no value is cached under key 'user:1'"}})),
         (status = 409, description = "The key holds another Redis type, or a string that is not JSON (written by another program).", body = ErrorBody,
             examples(
@@ -146,7 +181,43 @@ pub async fn get_value(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ttl = parse_ttl(params.ttl.as_deref(), &state)?;
-    read(&state, &caller.keyspace, &key.0, ttl, req.headers()).await
+    let lease = LeaseQuery::parse(
+        params.lease.as_deref(),
+        params.wait.as_deref(),
+        params.refresh_before.as_deref(),
+        state.limits.max_ttl,
+    )?;
+    match lease {
+        None => read(&state, &caller.keyspace, &key.0, ttl, req.headers()).await,
+        Some(query) => read_with_lease(&state, &caller.keyspace, &key.0, query, ttl, &req).await,
+    }
+}
+
+/// A read with lease parameters (see `routes/leases.rs`).
+async fn read_with_lease(
+    state: &AppState,
+    keyspace: &Keyspace,
+    key: &CacheKey,
+    query: LeaseQuery,
+    ttl: Option<Ttl>,
+    req: &HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let preconditions = Preconditions::from_headers(req.headers())?;
+    let outcome = leases::read(state, keyspace, key, query, ttl).await?;
+    state
+        .counters
+        .lookup(matches!(outcome, LeaseRead::Hit { .. }));
+    match outcome {
+        LeaseRead::Hit { value, lease } => {
+            let response = answer_value(key, value, &preconditions)?;
+            Ok(match lease {
+                Some(token) => leases::with_lease(response, &token),
+                None => response,
+            })
+        }
+        LeaseRead::Granted(token) => Ok(leases::with_lease(miss(key), &token)),
+        LeaseRead::Held(_) => Ok(miss(key)),
+    }
 }
 
 /// Whether a key exists
@@ -204,6 +275,15 @@ async fn read(
     let Some(value) = stored else {
         return Ok(miss(key));
     };
+    answer_value(key, value, &preconditions)
+}
+
+/// `200` with a stored value, or `304` when `If-None-Match` matched it.
+fn answer_value(
+    key: &CacheKey,
+    value: Vec<u8>,
+    preconditions: &Preconditions,
+) -> Result<HttpResponse, ApiError> {
     if !is_json(&value) {
         return Err(ApiError::new(
             ErrorCode::NotJson,
@@ -248,6 +328,29 @@ impl IntoParams for ConditionHeaders {
     }
 }
 
+/// Documents `Cache-Lease` on writes.
+struct LeaseHeader;
+
+impl IntoParams for LeaseHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("Cache-Lease")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Fill a lease: the token a `GET ?lease=` (or `?refresh_before=`) handed out. The value is written only while that lease is held, atomically, and the lease ends; the callers waiting on it get the value. Otherwise 412 and nothing is written. Not combinable with If-Match/If-None-Match (400). Without this header, a write cancels any outstanding lease of the key.",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(128))
+                    .examples(["9f1c2a7e4b3d4c5e8f6a0b1c2d3e4f50"]),
+            ))
+            .build()]
+    }
+}
+
 /// Documents `If-None-Match` on reads.
 struct ReadConditions;
 
@@ -270,9 +373,7 @@ fn condition_header(name: &str, description: &str) -> Parameter {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 // `*`, or entity tags (`"..."`, `W/"..."`) separated by commas.
-                .pattern(Some(
-                    r#"^(\*|(W/)?"[!#-~]*"( ?, ?(W/)?"[!#-~]*")*)$"#,
-                ))
+                .pattern(Some(r#"^(\*|(W/)?"[!#-~]*"( ?, ?(W/)?"[!#-~]*")*)$"#))
                 .examples(["*", "\"3f2a9c0d8e7b6a5f4e3d2c1b0a998877\""]),
         ))
         .build()
@@ -298,6 +399,7 @@ fn condition_header(name: &str, description: &str) -> Parameter {
         PathKey,
         WriteParams,
         ConditionHeaders,
+        LeaseHeader,
     ),
     request_body(
         description = "Any JSON value, at most CACHE_MAX_VALUE_BYTES (default 1 MiB), sent as application/json or application/*+json.",
@@ -323,9 +425,12 @@ fn condition_header(name: &str, description: &str) -> Parameter {
                 ("invalid_json" = (summary = "invalid_json", value = json!({"error": {"code": "invalid_json", "message": "the body is not valid JSON: EOF while parsing an object at line 1 column 1"}}))),
                 ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "if-match must be * or a comma-separated list of entity tags such as \"abc\" or W/\"abc\""}}))),
             )),
-        (status = 412, description = "The If-Match or If-None-Match condition failed (RFC 9110 order); nothing was written. Carries the current ETag when the key exists.", body = ErrorBody,
+        (status = 412, description = "The If-Match or If-None-Match condition failed (RFC 9110 order), or the Cache-Lease is no longer held (expired, cancelled by another write or delete, or not this key's); nothing was written. Carries the current ETag when the key exists (conditions).", body = ErrorBody,
             headers(("ETag" = String, description = "The current entity tag, when the key exists.")),
-            example = json!({"error": {"code": "precondition_failed", "message": "nothing was changed: the value has changed (If-Match)"}})),
+            examples(
+                ("condition" = (summary = "a condition failed", value = json!({"error": {"code": "precondition_failed", "message": "nothing was changed: the value has changed (If-Match)"}}))),
+                ("lease" = (summary = "the lease is gone", value = json!({"error": {"code": "precondition_failed", "message": "nothing was written: the lease is not held (it expired, another write or delete cancelled it, or the token is wrong); read the key again"}}))),
+            )),
         BodyErrors,
         AuthErrors,
         BackendErrors,
@@ -344,6 +449,21 @@ pub async fn put_value(
     let body = read_json_body(&req, payload, state.limits.max_value_bytes).await?;
     check_value(&body)?;
     let (ks, key, store) = (&caller.keyspace, &key.0, &state.store);
+    if let Some(token) = leases::fill_token(req.headers())? {
+        if !preconditions.is_empty() {
+            return Err(ApiError::invalid_request(
+                "cache-lease cannot be combined with if-match or if-none-match: the lease is the condition",
+            ));
+        }
+        if !store
+            .fill_lease(ks, key, token, &body, ttl)
+            .await
+            .map_err(store_error)?
+        {
+            return Err(leases::lease_lost());
+        }
+        return Ok(written(&body));
+    }
     let condition = match preconditions.write_plan() {
         WritePlan::Unconditional => WriteCondition::Always,
         WritePlan::IfAbsent => WriteCondition::IfAbsent,

@@ -128,6 +128,9 @@ pub async fn get_metrics(_caller: Caller<AnyToken>, state: web::Data<AppState>) 
     metrics::gauge!("cachegate_pool_size").set(pool.size as f64);
     metrics::gauge!("cachegate_pool_available").set(pool.available as f64);
     metrics::gauge!("cachegate_pool_waiting").set(pool.waiting as f64);
+    let leases = state.store.lease_waiters();
+    metrics::gauge!("cachegate_lease_waiters").set(leases.waiting() as f64);
+    metrics::gauge!("cachegate_lease_channels").set(leases.channels() as f64);
     let body = recorder().map(|handle| {
         handle.run_upkeep();
         handle.render()

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod conditions;
 pub mod docs;
 pub mod health;
+pub mod leases;
 pub mod metrics;
 pub mod responses;
 pub mod stats;

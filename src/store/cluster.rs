@@ -15,7 +15,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, RedisError, Value};
 
-use super::lanes::{Connect, LossSignal};
+use super::lanes::{push_sender_to, Connect, LossSignal, PushSink};
 use super::link::Link;
 use crate::config::{node_url_with, NodeAddress, RedisConfig};
 
@@ -35,6 +35,10 @@ pub fn hash_slot(key: &[u8]) -> u16 {
 
 pub struct ClusterConnector {
     client: ClusterClient,
+    /// The seed URLs and connect timeout again, for the subscription link's own client (a
+    /// push sender is fixed when a cluster client is built).
+    urls: Vec<String>,
+    connect_timeout: std::time::Duration,
     seeds: String,
 }
 
@@ -55,7 +59,7 @@ impl ClusterConnector {
             .collect();
         // Every request, redirects and retries included, must end within the command
         // timeout: the overall timeout bounds redis-rs's retry loop, the lanes bound the rest.
-        let client = ClusterClient::builder(urls)
+        let client = ClusterClient::builder(urls.clone())
             .connection_timeout(config.connect_timeout)
             .response_timeout(config.command_timeout)
             .overall_response_timeout(Some(config.command_timeout))
@@ -65,6 +69,8 @@ impl ClusterConnector {
             .map_err(|e| format!("REDIS_CLUSTER_NODES is invalid: {}", e.category()))?;
         Ok(Self {
             client,
+            urls,
+            connect_timeout: config.connect_timeout,
             seeds: seeds
                 .iter()
                 .map(ToString::to_string)
@@ -81,6 +87,21 @@ impl Connect for ClusterConnector {
     ) -> Pin<Box<dyn Future<Output = Result<Link, RedisError>> + Send + '_>> {
         // A cluster link reconnects to failed nodes by itself: it is never reported lost.
         Box::pin(async move { Ok(Link::Cluster(self.client.get_async_connection().await?)) })
+    }
+
+    fn connect_subscriber(
+        &self,
+        pushes: PushSink,
+    ) -> Pin<Box<dyn Future<Output = Result<Link, RedisError>> + Send + '_>> {
+        Box::pin(async move {
+            // RESP3 for pushes; redis-rs resubscribes sharded channels after a topology change.
+            let client = ClusterClient::builder(self.urls.clone())
+                .connection_timeout(self.connect_timeout)
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(push_sender_to(pushes))
+                .build()?;
+            Ok(Link::Cluster(client.get_async_connection().await?))
+        })
     }
 
     fn describe(&self) -> String {

@@ -88,8 +88,26 @@ pub trait Connect: Send + Sync + 'static {
         loss: LossSignal,
     ) -> Pin<Box<dyn Future<Output = Result<Link, RedisError>> + Send + '_>>;
 
+    /// Opens the link that carries lease notifications (RESP3 pub/sub): every push message
+    /// it receives, its disconnection included, goes to `pushes`.
+    fn connect_subscriber(
+        &self,
+        pushes: PushSink,
+    ) -> Pin<Box<dyn Future<Output = Result<Link, RedisError>> + Send + '_>>;
+
     /// Where it connects, for log lines and messages (never a password).
     fn describe(&self) -> String;
+}
+
+/// Where a subscription link delivers its push messages.
+pub type PushSink = Arc<dyn Fn(redis::PushInfo) + Send + Sync>;
+
+/// A redis-rs push sender that hands every push to `sink`.
+pub fn push_sender_to(sink: PushSink) -> impl redis::aio::AsyncPushSender {
+    move |info: redis::PushInfo| {
+        sink(info);
+        Ok::<(), redis::aio::SendError>(())
+    }
 }
 
 /// Marks a link dead the moment redis-rs reports it disconnected, before any request fails on

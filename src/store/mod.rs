@@ -19,6 +19,7 @@ mod errors;
 mod health;
 pub mod info;
 mod lanes;
+mod leases;
 mod link;
 pub mod names;
 mod scripts;
@@ -36,6 +37,7 @@ pub use cluster::hash_slot;
 pub use cursor::ListCursor;
 pub use errors::StoreError;
 pub use lanes::PoolStatus;
+pub use leases::{Hub, LeaseAsk, LeaseRead, Ticket, Wake};
 
 use crate::config::{NodeAddress, RedisConfig, Topology};
 use crate::keys::{CacheKey, Keyspace, Pattern, Ttl};
@@ -98,8 +100,12 @@ enum Mode {
     Cluster,
 }
 
+/// Callers one process lets wait on leases at once; past it a waiter is refused (503).
+const MAX_LEASE_WAITERS: usize = 10_000;
+
 pub struct Store {
     lanes: Lanes,
+    hub: Hub,
     mode: Mode,
     db: i64,
 }
@@ -130,6 +136,11 @@ impl Store {
             ),
         };
         let health = Arc::new(health::Health::new(config.topology.name()));
+        let hub = Hub::new(
+            Arc::clone(&connector),
+            MAX_LEASE_WAITERS,
+            config.command_timeout,
+        );
         let lanes = Lanes::new(
             connector,
             health,
@@ -142,6 +153,7 @@ impl Store {
         );
         Ok(Self {
             lanes,
+            hub,
             mode,
             db: config.db,
         })
@@ -204,24 +216,9 @@ impl Store {
         ttl: Ttl,
         condition: WriteCondition,
     ) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(ks.redis_key(key.as_str()))
-            .arg(value)
-            .arg("EX")
-            .arg(ttl.seconds());
-        let op = match condition {
-            WriteCondition::Always => Op::idempotent_write("set"),
-            WriteCondition::IfAbsent => {
-                cmd.arg("NX");
-                Op::write("set_nx")
-            }
-            WriteCondition::IfPresent => {
-                cmd.arg("XX");
-                Op::write("set_xx")
-            }
-        };
-        let reply: Option<String> = self.query(op, &cmd).await?;
-        Ok(reply.is_some())
+        // Any write cancels the key's outstanding lease, in the same round trip.
+        self.set_cancelling_lease(&ks.redis_key(key.as_str()), value, ttl, condition)
+            .await
     }
 
     /// Writes `value` only if the key still holds `expected` (None: only if it is absent),
@@ -234,12 +231,16 @@ impl Store {
         value: &[u8],
         ttl: Ttl,
     ) -> Result<bool, StoreError> {
-        let mut invocation = scripts::SET_IF_UNCHANGED.key(ks.redis_key(key.as_str()));
+        let redis_key = ks.redis_key(key.as_str());
+        let lease = leases::lease_name(&redis_key);
+        let mut invocation = scripts::SET_IF_UNCHANGED.key(redis_key);
+        invocation.key(lease);
         match expected {
             Some(bytes) => invocation.arg("1").arg(bytes),
             None => invocation.arg("0").arg(""),
         };
         invocation.arg(value).arg(ttl.seconds());
+        invocation.arg(self.publish_command());
         let invocation = &invocation;
         let written: i64 = self
             .lanes
@@ -257,8 +258,11 @@ impl Store {
         key: &CacheKey,
         expected: &[u8],
     ) -> Result<bool, StoreError> {
-        let mut invocation = scripts::DELETE_IF_UNCHANGED.key(ks.redis_key(key.as_str()));
-        invocation.arg(expected);
+        let redis_key = ks.redis_key(key.as_str());
+        let lease = leases::lease_name(&redis_key);
+        let mut invocation = scripts::DELETE_IF_UNCHANGED.key(redis_key);
+        invocation.key(lease);
+        invocation.arg(expected).arg(self.publish_command());
         let invocation = &invocation;
         let deleted: i64 = self
             .lanes
@@ -269,15 +273,11 @@ impl Store {
         Ok(deleted == 1)
     }
 
-    /// UNLINK one key; false when it was absent.
+    /// UNLINK one key, cancelling its lease (even when it is absent); false when it was
+    /// absent.
     pub async fn delete(&self, ks: &Keyspace, key: &CacheKey) -> Result<bool, StoreError> {
-        let removed: u64 = self
-            .query(
-                Op::write("unlink"),
-                redis::cmd("UNLINK").arg(ks.redis_key(key.as_str())),
-            )
-            .await?;
-        Ok(removed > 0)
+        self.delete_cancelling_lease(&ks.redis_key(key.as_str()))
+            .await
     }
 
     /// The key's TTL; `WrongType` for a key of another type, whose TTL is not cachegate's.
@@ -412,8 +412,12 @@ impl Store {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for entry in entries {
+            let redis_key = ks.redis_key(entry.key.as_str());
+            // The write cancels the key's lease (same slot); its waiters see the value at
+            // their next check.
+            pipe.cmd("DEL").arg(leases::lease_name(&redis_key)).ignore();
             pipe.cmd("SET")
-                .arg(ks.redis_key(entry.key.as_str()))
+                .arg(redis_key)
                 .arg(entry.value)
                 .arg("EX")
                 .arg(entry.ttl.seconds())
@@ -473,10 +477,11 @@ impl Store {
     /// UNLINK many keys in one round trip (redis-rs splits it per slot in a cluster); the
     /// number that existed.
     pub async fn delete_many(&self, ks: &Keyspace, keys: &[CacheKey]) -> Result<u64, StoreError> {
+        let redis_keys: Vec<Vec<u8>> = keys.iter().map(|k| ks.redis_key(k.as_str())).collect();
+        // Leases first: a fill after this fails, one before it is deleted below.
+        self.cancel_leases(&redis_keys).await?;
         let mut cmd = redis::cmd("UNLINK");
-        for key in keys {
-            cmd.arg(ks.redis_key(key.as_str()));
-        }
+        cmd.arg(&redis_keys);
         self.query(Op::write("unlink_many"), &cmd).await
     }
 
@@ -640,6 +645,7 @@ impl Store {
             let (next, mut batch) = self.scan_step(node, cursor, redis_pattern).await?;
             batch.retain(|k| !names::is_internal(k));
             if !batch.is_empty() {
+                self.cancel_leases(&batch).await?;
                 let removed: u64 = self
                     .query(Op::write("unlink_many"), redis::cmd("UNLINK").arg(&batch))
                     .await?;

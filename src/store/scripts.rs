@@ -80,6 +80,8 @@ return redis.call('EXPIRE', KEYS[1], ARGV[1])
 
 /// Compare-and-set: writes ARGV[3] with EX ARGV[4] only if the key still holds exactly what
 /// the caller read: ARGV[2] when ARGV[1] is `1`, nothing when it is `0`. 1 written, 0 not.
+/// A write cancels the key's lease (KEYS[2]) and wakes its waiters (ARGV[5]: the publish
+/// command), as every write does (see `leases.rs`).
 ///
 /// Why this design (issue 13): Redis 7.0 has neither `SET IFEQ` nor `DIGEST`, and WATCH/MULTI
 /// cannot be used on shared multiplexed connections. So a conditional write reads the value
@@ -98,16 +100,19 @@ elseif current then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+if redis.call('DEL', KEYS[2]) == 1 then redis.call(ARGV[5], KEYS[2], 'cancelled') end
 return 1
 ",
     )
 });
 
-/// Deletes the key only if it still holds exactly ARGV[1]. 1 deleted, 0 not.
+/// Deletes the key only if it still holds exactly ARGV[1], cancelling its lease (KEYS[2];
+/// ARGV[2]: the publish command). 1 deleted, 0 not.
 pub static DELETE_IF_UNCHANGED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('DEL', KEYS[2]) == 1 then redis.call(ARGV[2], KEYS[2], 'cancelled') end
 return redis.call('UNLINK', KEYS[1])
 ",
     )

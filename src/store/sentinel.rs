@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, ConnectionAddr, ProtocolVersion, RedisError, TlsMode};
 
-use super::lanes::{Connect, LossSignal};
+use super::lanes::{push_sender_to, Connect, LossSignal, PushSink};
 use super::link::Link;
 use crate::config::{NodeAddress, RedisConfig, Secret};
 
@@ -94,6 +94,20 @@ impl Connect for SentinelConnector {
                 .set_connection_timeout(None)
                 .set_response_timeout(None)
                 .set_push_sender(loss.push_sender());
+            let connection = primary
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            Ok(Link::Single(connection))
+        })
+    }
+
+    fn connect_subscriber(
+        &self,
+        pushes: PushSink,
+    ) -> Pin<Box<dyn Future<Output = Result<Link, RedisError>> + Send + '_>> {
+        Box::pin(async move {
+            let primary = self.client.lock().await.async_get_client().await?;
+            let config = AsyncConnectionConfig::new().set_push_sender(push_sender_to(pushes));
             let connection = primary
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;

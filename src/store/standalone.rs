@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, RedisError};
 
-use super::lanes::{Connect, LossSignal};
+use super::lanes::{push_sender_to, Connect, LossSignal, PushSink};
 use super::link::Link;
 use crate::config::RedisConfig;
 
@@ -47,6 +47,20 @@ impl Connect for StandaloneConnector {
                 .set_connection_timeout(None)
                 .set_response_timeout(None)
                 .set_push_sender(loss.push_sender());
+            let connection = self
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            Ok(Link::Single(connection))
+        })
+    }
+
+    fn connect_subscriber(
+        &self,
+        pushes: PushSink,
+    ) -> Pin<Box<dyn Future<Output = Result<Link, RedisError>> + Send + '_>> {
+        Box::pin(async move {
+            let config = AsyncConnectionConfig::new().set_push_sender(push_sender_to(pushes));
             let connection = self
                 .client
                 .get_multiplexed_async_connection_with_config(&config)
