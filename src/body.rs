@@ -1,6 +1,8 @@
 //! Request bodies: media type, size limit and JSON validity, checked the same way for every
 //! endpoint that takes a body.
 
+use std::time::Duration;
+
 use actix_web::web::{Bytes, Payload};
 use actix_web::{HttpMessage, HttpRequest};
 use serde::de::IgnoredAny;
@@ -9,11 +11,14 @@ use serde_json::error::Category;
 use crate::error::{ApiError, ErrorCode};
 
 /// Reads a body sent as `application/json` (or `application/*+json`), refusing it with 413
-/// past `limit` bytes (early, from Content-Length, when the client declared it).
+/// past `limit` bytes (early, from Content-Length, when the client declared it), and with
+/// 408 when it has not all arrived within `timeout` (`CACHE_REQUEST_TIMEOUT_MS`) of the
+/// request's head: a client trickling a body must not hold a connection for ever.
 pub async fn read_json_body(
     req: &HttpRequest,
     payload: Payload,
     limit: usize,
+    timeout: Duration,
 ) -> Result<Bytes, ApiError> {
     check_media_type(req)?;
     let too_large = || {
@@ -30,7 +35,18 @@ pub async fn read_json_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    match payload.to_bytes_limited(limit).await {
+    // The head arrived a moment ago: the body's time runs from here.
+    let read = tokio::time::timeout(timeout, payload.to_bytes_limited(limit));
+    let Ok(read) = read.await else {
+        return Err(ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} ms (CACHE_REQUEST_TIMEOUT_MS)",
+                timeout.as_millis()
+            ),
+        ));
+    };
+    match read {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(_stream_failed)) => Err(ApiError::invalid_request(
             "the request body could not be read completely",

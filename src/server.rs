@@ -48,7 +48,18 @@ fn path_error(err: actix_web::error::PathError, _: &actix_web::HttpRequest) -> a
 pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>), String> {
     crate::routes::metrics::recorder();
     let shutdown = config.shutdown_timeout;
+    let request_timeout = config.request_timeout;
     let bind = (config.http_host.clone(), config.http_port);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let open_files = open_file_limit();
+    let per_worker = connections_per_worker(open_files, workers, config.redis.pool_size);
+    tracing::info!(
+        max_connections = per_worker * workers,
+        per_worker,
+        workers,
+        open_file_limit = open_files,
+        "HTTP connections capped below the open-file limit"
+    );
     let state = web::Data::new(AppState::new(config)?);
     tracing::info!(mode = %state.access.describe(), "access control");
     let server = HttpServer::new(move || {
@@ -62,11 +73,44 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>), String> {
             .wrap(from_fn(telemetry::observe))
     })
     .disable_signals()
+    .workers(workers)
+    .max_connections(per_worker)
+    // The head of a connection's first request (actix answers a late one with 408 itself);
+    // bodies are bounded where they are read (`body::read_json_body`).
+    .client_request_timeout(request_timeout)
     .shutdown_timeout(shutdown.as_secs())
     .bind(bind.clone())
     .map_err(|e| format!("cannot listen on {}:{}: {e}", bind.0, bind.1))?;
     let addrs = server.addrs();
     Ok((server.run(), addrs))
+}
+
+/// The soft limit on open files (RLIMIT_NOFILE); None when unlimited or unknown.
+fn open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is handed, which lives on this stack.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    (read && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
+/// actix's own default per worker, used when the open-file limit leaves more room.
+const ACTIX_MAX_CONNECTIONS: usize = 25_600;
+
+/// How many connections each worker may hold so that all of them stay below the open-file
+/// limit: at the limit, accepting fails ("Too many open files") and no one, `/health`
+/// included, is answered; under the cap, extra clients wait in the listen backlog until
+/// a connection closes. Room is kept for Redis connections, log files and the runtime's own
+/// descriptors: a tenth of the limit, and at least 64 + 4 per Redis connection + 8 per worker.
+pub fn connections_per_worker(open_files: Option<u64>, workers: usize, pool_size: usize) -> usize {
+    let Some(limit) = open_files else {
+        return ACTIX_MAX_CONNECTIONS;
+    };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let reserve = (64 + 4 * pool_size + 8 * workers).max(limit / 10);
+    (limit.saturating_sub(reserve) / workers.max(1)).clamp(1, ACTIX_MAX_CONNECTIONS)
 }
 
 /// Starts the server in a background task: how the tests run cachegate in-process.
@@ -108,5 +152,24 @@ async fn wait_for_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connections_per_worker;
+
+    #[test]
+    fn connections_stay_below_the_open_file_limit() {
+        for limit in [256, 512, 1024, 20_000, 1 << 20] {
+            for workers in [1, 2, 16] {
+                let total = connections_per_worker(Some(limit), workers, 16) * workers;
+                assert!(total < limit as usize - 64, "{limit} {workers}: {total}");
+                assert!(total >= workers, "{limit} {workers}: {total}");
+            }
+        }
+        assert_eq!(connections_per_worker(Some(20_000), 2, 2), 9_000);
+        assert_eq!(connections_per_worker(None, 2, 2), 25_600);
+        assert_eq!(connections_per_worker(Some(10), 2, 2), 1);
     }
 }

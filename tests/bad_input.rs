@@ -493,3 +493,94 @@ async fn absurd_ttls_are_refused_and_write_nothing() {
     assert_nothing_written(&redis);
     assert_still_serving(&app).await;
 }
+
+/// Sends `head` then trickles `body` two bytes at a time every `every`; returns the answer
+/// (status, body, whether the server asked to close) and how long after the first byte it
+/// came. None when the server closed without answering.
+async fn trickle(
+    app: &TestApp,
+    head: &str,
+    body: &[u8],
+    every: Duration,
+) -> (Option<Raw>, bool, Duration) {
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let started = std::time::Instant::now();
+    stream.write_all(head.as_bytes()).await.expect("send head");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut pieces = body.chunks(2);
+    let outcome = tokio::time::timeout(EXCHANGE_WITHIN, async {
+        loop {
+            tokio::select! {
+                read = stream.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                },
+                _ = tokio::time::sleep(every) => {
+                    // The server may have stopped reading; only its answer matters.
+                    if let Some(piece) = pieces.next() {
+                        let _ = stream.write_all(piece).await;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(outcome.is_ok(), "the server neither answered nor closed");
+    let head_end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(0);
+    let closes = String::from_utf8_lossy(&answer[..head_end])
+        .to_ascii_lowercase()
+        .contains("connection: close");
+    (parse_response(&answer), closes, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_past_the_request_timeout_gets_408_and_the_connection_closes() {
+    let redis = RedisServer::start();
+    let timeout = Duration::from_millis(1500);
+    let every = Duration::from_millis(200);
+    let app = TestApp::start_with(&redis, &[("CACHE_REQUEST_TIMEOUT_MS", "1500")]).await;
+    for (method, path) in [
+        ("PUT", "/v1/cache/slow"),
+        ("PUT", "/v1/cache/slow/ttl"),
+        ("POST", "/v1/batch/get"),
+        ("POST", "/v1/batch/set"),
+        ("POST", "/v1/batch/delete"),
+    ] {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: 1000000\r\n\r\n"
+        );
+        let endless = vec![b' '; 1_000_000];
+        let (raw, closes, took) = trickle(&app, &head, &endless, every).await;
+        let raw = raw.unwrap_or_else(|| panic!("{method} {path}: closed without an answer"));
+        assert_eq!(
+            (raw.status, raw.code()),
+            (408, "request_timeout".into()),
+            "{path}"
+        );
+        assert!(
+            closes,
+            "{method} {path}: the 408 does not close the connection"
+        );
+        // Answered at the timeout, not before, and well before the client would finish.
+        assert!(took >= timeout, "{method} {path}: 408 after {took:?}");
+        assert!(
+            took < timeout + Duration::from_secs(3),
+            "{method} {path}: {took:?}"
+        );
+    }
+    // A body that arrives slowly but within the time is served.
+    let head = "PUT /v1/cache/patient HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+                Content-Type: application/json\r\nContent-Length: 10\r\n\r\n";
+    let (raw, _, _) = trickle(&app, head, b"[1, 2, 30]", every).await;
+    assert_eq!(raw.expect("an answer").status, 204);
+    assert_eq!(redis.cli(&["GET", "patient"]), "[1, 2, 30]");
+    redis.cli(&["DEL", "patient"]);
+    assert_nothing_written(&redis);
+    assert_still_serving(&app).await;
+}

@@ -627,6 +627,7 @@ const VARIABLES: &[(&str, Option<&str>)] = &[
     ("CACHE_LOG_FORMAT", Some("json")),
     ("CACHE_SLOW_MS", Some("100")),
     ("CACHE_SHUTDOWN_TIMEOUT_S", Some("30")),
+    ("CACHE_REQUEST_TIMEOUT_MS", Some("10000")),
     ("RUST_LOG", None),
 ];
 

@@ -105,7 +105,13 @@ async fn read_keys(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<Vec<CacheKey>, ApiError> {
-    let body = read_json_body(req, payload, state.limits.max_batch_bytes).await?;
+    let body = read_json_body(
+        req,
+        payload,
+        state.limits.max_batch_bytes,
+        state.config.request_timeout,
+    )
+    .await?;
     let parsed: KeysBody =
         serde_json::from_slice(&body).map_err(|e| body_error(&e, ErrorCode::InvalidRequest))?;
     check_count(parsed.keys.len(), "keys")?;
@@ -217,7 +223,13 @@ pub async fn batch_set(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json_body(&req, payload, state.limits.max_batch_bytes).await?;
+    let body = read_json_body(
+        &req,
+        payload,
+        state.limits.max_batch_bytes,
+        state.config.request_timeout,
+    )
+    .await?;
     let parsed: EntriesBody =
         serde_json::from_slice(&body).map_err(|e| body_error(&e, ErrorCode::InvalidRequest))?;
     check_count(parsed.entries.len(), "entries")?;

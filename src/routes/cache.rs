@@ -302,7 +302,13 @@ pub async fn put_value(
 ) -> Result<HttpResponse, ApiError> {
     let ttl = parse_ttl(params.ttl.as_deref(), &state)?.unwrap_or(state.limits.default_ttl);
     let condition = write_condition(req.headers())?;
-    let body = read_json_body(&req, payload, state.limits.max_value_bytes).await?;
+    let body = read_json_body(
+        &req,
+        payload,
+        state.limits.max_value_bytes,
+        state.config.request_timeout,
+    )
+    .await?;
     check_value(&body)?;
     let Some(condition) = condition else {
         return Err(precondition_failed(
@@ -461,7 +467,13 @@ pub async fn put_ttl(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json_body(&req, payload, state.limits.max_value_bytes).await?;
+    let body = read_json_body(
+        &req,
+        payload,
+        state.limits.max_value_bytes,
+        state.config.request_timeout,
+    )
+    .await?;
     let update: TtlUpdate =
         serde_json::from_slice(&body).map_err(|e| body_error(&e, ErrorCode::InvalidTtl))?;
     let raw = update.ttl.ok_or_else(|| {
