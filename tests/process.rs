@@ -107,6 +107,15 @@ struct Cachegate {
 impl Cachegate {
     /// Spawns it on a free port with JSON logs; `vars` win over those defaults.
     async fn start(redis_url: &str, vars: &[(&str, &str)]) -> Self {
+        Self::start_limited(redis_url, vars, None).await
+    }
+
+    /// The same, with its open-file limit (soft and hard) lowered to `open_files`.
+    async fn start_limited(
+        redis_url: &str,
+        vars: &[(&str, &str)],
+        open_files: Option<u64>,
+    ) -> Self {
         let port = free_port().to_string();
         let mut all = vec![
             ("REDIS_URL", redis_url),
@@ -116,7 +125,25 @@ impl Cachegate {
         ];
         all.retain(|(name, _)| !vars.iter().any(|(n, _)| n == name));
         all.extend_from_slice(vars);
-        let mut child = command(&all)
+        let mut command = command(&all);
+        if let Some(limit) = open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches nothing but the child.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -743,4 +770,133 @@ fn a_bad_redis_url_is_refused_without_echoing_its_password() {
     let all = format!("{}{}", output.stdout, output.stderr);
     assert!(all.contains("REDIS_URL"), "{all}");
     assert!(!all.contains("pw-HIDDEN"), "the password was echoed: {all}");
+}
+
+/// Holds one connection that sends a PUT head announcing a 1 MB body, then 2 bytes every
+/// 500 ms, and opens another when the server closes it, until `stop`. Returns the status
+/// codes of the answers it got.
+async fn slow_body_client(port: u16, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<u16> {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut statuses = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let head = "PUT /v1/cache/slow HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+                    Content-Length: 1000000\r\n\r\n";
+        if stream.write_all(head.as_bytes()).await.is_err() {
+            continue;
+        }
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !stop.load(Ordering::Relaxed) {
+            tokio::select! {
+                read = stream.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                },
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    let _ = stream.write_all(b"  ").await;
+                }
+            }
+        }
+        if let Some(status) = std::str::from_utf8(&answer)
+            .ok()
+            .and_then(|text| text.split(' ').nth(1))
+            .and_then(|code| code.parse().ok())
+        {
+            statuses.push(status);
+        }
+    }
+    statuses
+}
+
+/// The status of `GET /health` asked on a connection of its own (a pooled keep-alive
+/// connection would dodge the question: can a new client get in?).
+async fn health_on_a_new_connection(port: u16) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.ok()?;
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ').nth(1)?.parse().ok()
+}
+
+/// How long a new client may wait for `/health` while slow clients take every slot they
+/// can: they hold one for the request timeout (2 s here), then queue again behind it.
+const HEALTH_WITHIN: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_slow_body_connections_do_not_stop_health_from_answering() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const OPEN_FILES: u64 = 512;
+    const CLIENTS: usize = 2000;
+    let redis = RedisServer::start();
+    let app = Cachegate::start_limited(
+        &redis.url(),
+        &[("CACHE_REQUEST_TIMEOUT_MS", "2000")],
+        Some(OPEN_FILES),
+    )
+    .await;
+    let capped = app
+        .logged("capping connections", |line| {
+            message(line).contains("connections capped")
+        })
+        .await;
+    let cap = capped["fields"]["max_connections"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    assert!(
+        cap < OPEN_FILES,
+        "{cap} connections allowed with {OPEN_FILES} files"
+    );
+
+    // Each client holds a connection with a body that never ends, and reconnects when the
+    // server drops it: the slots the server frees are taken again at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| tokio::spawn(slow_body_client(app.port, Arc::clone(&stop))))
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let started = Instant::now();
+        let health = tokio::time::timeout(HEALTH_WITHIN, health_on_a_new_connection(app.port));
+        let health = health.await;
+        let took = started.elapsed();
+        assert!(
+            matches!(health, Ok(Some(200))),
+            "/health did not answer under {CLIENTS} slow clients within {took:?}: {health:?}"
+        );
+        slowest = slowest.max(took);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut statuses = Vec::new();
+    for client in clients {
+        statuses.extend(client.await.unwrap_or_default());
+    }
+    println!(
+        "/health answered within {slowest:?}; {} slow requests answered",
+        statuses.len()
+    );
+    assert!(
+        statuses.len() as u64 >= cap && statuses.iter().all(|&s| s == 408),
+        "slow bodies got {} answers, not all 408: {:?}",
+        statuses.len(),
+        statuses
+            .iter()
+            .filter(|&&s| s != 408)
+            .take(10)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        !app.output().contains("Too many open files"),
+        "cachegate ran out of file descriptors"
+    );
 }
