@@ -50,8 +50,14 @@ const COMMAND_WITHIN: Duration = Duration::from_secs(10);
 /// Runs a command of the command line to completion, killing it if it outlives the bound
 /// (a bad setting that is wrongly accepted would otherwise start serving for ever).
 fn run(args: &[&str], vars: &[(&str, &str)]) -> Finished {
-    let mut child = command(vars)
-        .args(args)
+    let mut command = command(vars);
+    command.args(args);
+    run_command(command, &format!("cachegate {args:?} with {vars:?}"))
+}
+
+/// Runs a prepared command to completion (at most `COMMAND_WITHIN`); `what` names it.
+fn run_command(mut command: Command, what: &str) -> Finished {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -67,7 +73,7 @@ fn run(args: &[&str], vars: &[(&str, &str)]) -> Finished {
         if started.elapsed() > COMMAND_WITHIN {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("cachegate {args:?} with {vars:?} still ran after {COMMAND_WITHIN:?}");
+            panic!("{what} still ran after {COMMAND_WITHIN:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
@@ -752,6 +758,10 @@ fn a_bad_setting_stops_the_start_naming_the_variable() {
         ("REDIS_POOL_SIZE", "-1"),
         ("CACHE_SLOW_MS", "fast"),
         ("CACHE_SHUTDOWN_TIMEOUT_S", "1.5"),
+        ("REDIS_TTL", "+5"),
+        ("CACHE_PORT", " 8080"),
+        ("REDIS_DB", "+0"),
+        ("CACHE_REQUEST_TIMEOUT_MS", "5000 "),
     ];
     for (variable, value) in cases {
         for args in [&[][..], &["healthcheck"][..]] {
@@ -898,5 +908,35 @@ async fn thousands_of_slow_body_connections_do_not_stop_health_from_answering() 
     assert!(
         !app.output().contains("Too many open files"),
         "cachegate ran out of file descriptors"
+    );
+}
+
+#[test]
+fn a_variable_that_is_not_utf8_stops_the_start_naming_it_without_its_value() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let secret = OsStr::from_bytes(b"S3cret\xe4PW");
+    for variable in ["REDIS_PASSWORD", "CACHE_AUTH_TOKENS", "REDIS_TTL"] {
+        for args in [&[][..], &["healthcheck"][..]] {
+            let mut command = command(&[]);
+            command.env(variable, secret).args(args);
+            let output = run_command(command, &format!("{variable} not UTF-8, {args:?}"));
+            let all = format!("{}\n{}", output.stdout, output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{variable} {args:?}: {all}");
+            assert!(all.contains(variable), "{variable}: {all}");
+            assert!(!all.contains("S3cret"), "{variable}'s value shown: {all}");
+            assert!(!all.contains("panicked"), "{all}");
+        }
+    }
+    // A variable outside the table is none of cachegate's business, whatever its bytes: the
+    // start gets as far as the next check, a bad CACHE_PORT.
+    let mut command = command(&[("CACHE_PORT", "eighty")]);
+    command.env("UNRELATED_SECRET", secret);
+    let output = run_command(command, "an unrelated variable not UTF-8");
+    assert_eq!(output.status.code(), Some(2), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("CACHE_PORT") && !output.stderr.contains("UNRELATED"),
+        "{}",
+        output.stderr
     );
 }
