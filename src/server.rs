@@ -36,7 +36,39 @@ fn query_error(
     err: actix_web::error::QueryPayloadError,
     _: &actix_web::HttpRequest,
 ) -> actix_web::Error {
-    ApiError::invalid_request(format!("the query string is malformed: {err}")).into()
+    let message = match &err {
+        actix_web::error::QueryPayloadError::Deserialize(detail) => {
+            query_message(&detail.to_string())
+        }
+        other => format!("the query string is malformed: {other}"),
+    };
+    ApiError::invalid_request(message).into()
+}
+
+/// Turns serde's "unknown field `tll`, expected `ttl`" (from `deny_unknown_fields` on every
+/// query struct) into a message about query parameters; other details pass through.
+fn query_message(detail: &str) -> String {
+    const MAX_CHARS: usize = 300;
+    let message = match detail.strip_prefix("unknown field ") {
+        Some(rest) => {
+            let (name, expected) = rest.split_once(", ").unwrap_or((rest, ""));
+            match expected.strip_prefix("expected ") {
+                Some(known) => format!(
+                    "unknown query parameter {name}: this operation takes {}",
+                    known.trim_start_matches("one of ")
+                ),
+                None => format!(
+                    "unknown query parameter {name}: this operation takes no query parameter"
+                ),
+            }
+        }
+        None => format!("the query string is malformed: {detail}"),
+    };
+    // A parameter name can be as long as the URI: keep the message short.
+    match message.char_indices().nth(MAX_CHARS) {
+        Some((end, _)) => format!("{}…", &message[..end]),
+        None => message,
+    }
 }
 
 fn path_error(err: actix_web::error::PathError, _: &actix_web::HttpRequest) -> actix_web::Error {
@@ -157,7 +189,32 @@ async fn wait_for_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::connections_per_worker;
+    use super::{connections_per_worker, query_message};
+
+    #[test]
+    fn unknown_query_parameters_are_named() {
+        assert_eq!(
+            query_message("unknown field `tll`, expected `ttl`"),
+            "unknown query parameter `tll`: this operation takes `ttl`"
+        );
+        assert_eq!(
+            query_message("unknown field `x`, expected one of `pattern`, `cursor`, `limit`"),
+            "unknown query parameter `x`: this operation takes `pattern`, `cursor`, `limit`"
+        );
+        assert_eq!(
+            query_message("unknown field `ttl`, there are no fields"),
+            "unknown query parameter `ttl`: this operation takes no query parameter"
+        );
+        assert_eq!(
+            query_message("duplicate field `ttl`"),
+            "the query string is malformed: duplicate field `ttl`"
+        );
+        let long = query_message(&format!(
+            "unknown field `{}`, there are no fields",
+            "x".repeat(10_000)
+        ));
+        assert!(long.chars().count() <= 301, "{}", long.len());
+    }
 
     #[test]
     fn connections_stay_below_the_open_file_limit() {

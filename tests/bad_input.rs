@@ -360,9 +360,9 @@ async fn huge_query_strings_and_headers_are_refused() {
         .get(app.url(&format!("/v1/cache/k?{many}")))
         .send();
     assert_eq!(
-        response.await.unwrap().status(),
-        404,
-        "unknown parameters are ignored"
+        error_code(response.await.unwrap()).await,
+        "invalid_request",
+        "unknown parameters are refused"
     );
 
     // Past what the HTTP parser accepts (64 KiB URIs, 128 KiB heads, 96 headers): refused by
@@ -583,4 +583,160 @@ async fn a_body_trickled_past_the_request_timeout_gets_408_and_the_connection_cl
     redis.cli(&["DEL", "patient"]);
     assert_nothing_written(&redis);
     assert_still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_parameter_an_operation_does_not_define_is_refused_by_name() {
+    let redis = RedisServer::start();
+    let app = TestApp::start(&redis).await;
+    redis.cli(&["SET", "k", "1", "EX", "100"]);
+    let requests = [
+        ("PUT", "/v1/cache/k?tll=60", Some("1")),
+        ("GET", "/v1/cache/k?tll=60", None),
+        ("GET", "/v1/cache/k?ttl=60&x=1", None),
+        ("DELETE", "/v1/cache/k?tll=60", None),
+        ("GET", "/v1/cache/k/ttl?tll=60", None),
+        ("PUT", "/v1/cache/k/ttl?tll=60", Some("{\"ttl\": 60}")),
+        ("GET", "/v1/cache?patern=*", None),
+        ("DELETE", "/v1/cache?pattern=*&limit=1", None),
+        ("POST", "/v1/batch/get?tll=60", Some("{\"keys\": [\"k\"]}")),
+        (
+            "POST",
+            "/v1/batch/delete?tll=60",
+            Some("{\"keys\": [\"k\"]}"),
+        ),
+        (
+            "POST",
+            "/v1/batch/set?tll=60",
+            Some("{\"entries\": [{\"key\": \"k\", \"value\": 2}]}"),
+        ),
+        ("GET", "/v1/stats?tll=60", None),
+        // Named however it is encoded.
+        ("GET", "/v1/cache/k?%74ll=60", None),
+    ];
+    for (method, path, body) in requests {
+        let response = app.send_json(method, path, body.unwrap_or_default()).await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("a JSON error");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{method} {path}: {body}"
+        );
+        let name = if path.contains("patern") {
+            "`patern`"
+        } else if path.contains("limit") {
+            "`limit`"
+        } else if path.contains("x=1") {
+            "`x`"
+        } else {
+            "`tll`"
+        };
+        assert!(message.contains(name), "{method} {path}: {message}");
+    }
+    let head = app
+        .client
+        .head(app.url("/v1/cache/k?tll=60"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 400, "HEAD with an unknown parameter");
+    // Nothing above acted: the key and its TTL are as they were.
+    assert_eq!(redis.cli(&["GET", "k"]), "1");
+    let ttl: i64 = redis.cli(&["TTL", "k"]).parse().unwrap();
+    assert!((1..=100).contains(&ttl), "the TTL became {ttl}");
+    // Defined parameters still work, and the routes outside /v1 ignore queries.
+    assert_eq!(
+        app.send_json("PUT", "/v1/cache/k?ttl=60", "2")
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.send_json("GET", "/v1/cache?pattern=*&limit=5", "")
+            .await
+            .status(),
+        200
+    );
+    let health = app
+        .client
+        .get(app.url("/health?probe=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    redis.cli(&["DEL", "k"]);
+    assert_nothing_written(&redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_of_the_wrong_shape_are_refused_arrays_for_objects_included() {
+    let redis = RedisServer::start();
+    let app = TestApp::start(&redis).await;
+    redis.cli(&["SET", "held", "1", "EX", "100"]);
+    let refused = [
+        ("PUT", "/v1/cache/held/ttl", "[60]", "invalid_ttl"),
+        ("PUT", "/v1/cache/held/ttl", "60", "invalid_ttl"),
+        ("PUT", "/v1/cache/held/ttl", "[60", "invalid_json"),
+        ("POST", "/v1/batch/get", "[[\"held\"]]", "invalid_request"),
+        ("POST", "/v1/batch/get", "[\"held\"]", "invalid_request"),
+        (
+            "POST",
+            "/v1/batch/delete",
+            "[[\"held\"]]",
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/batch/set",
+            "[[{\"key\": \"k\", \"value\": 1}]]",
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/batch/set",
+            "{\"entries\": [[\"k\", 1]]}",
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/batch/set",
+            "{\"entries\": [[\"k\", 1, 60]]}",
+            "invalid_request",
+        ),
+    ];
+    for (method, path, body, code) in refused {
+        let response = app.send_json(method, path, body).await;
+        assert_eq!(error_code(response).await, code, "{method} {path} {body}");
+    }
+    let ttl: i64 = redis.cli(&["TTL", "held"]).parse().unwrap();
+    assert!(
+        (61..=100).contains(&ttl),
+        "a refused update set the TTL to {ttl}"
+    );
+    assert_eq!(
+        redis.cli(&["EXISTS", "held"]),
+        "1",
+        "a refused batch deleted it"
+    );
+    redis.cli(&["DEL", "held"]);
+    assert_nothing_written(&redis);
+    // The right shapes are served.
+    let response = app.send_json(
+        "POST",
+        "/v1/batch/set",
+        "{\"entries\": [{\"key\": \"k\", \"value\": 1}]}",
+    );
+    assert_eq!(response.await.status(), 200);
+    assert_eq!(
+        app.send_json("PUT", "/v1/cache/k/ttl", "{\"ttl\": 60}")
+            .await
+            .status(),
+        204
+    );
+    let response = app
+        .send_json("POST", "/v1/batch/delete", "{\"keys\": [\"k\"]}")
+        .await;
+    assert_eq!(response.status(), 200);
 }

@@ -9,11 +9,11 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::body::{body_error, check_depth, read_json_body};
+use crate::body::{check_depth, objects, parse_object, read_json_body};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::{CacheKey, Ttl};
 use crate::openapi::{key_list_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
-use crate::routes::store_error;
+use crate::routes::{store_error, NoParams};
 use crate::state::AppState;
 use crate::store::BatchEntry;
 
@@ -36,7 +36,7 @@ pub struct KeysBody {
 ]}))]
 pub struct EntriesBody<'a> {
     /// 1 to 1000 entries, written all or nothing; a repeated key: the last entry wins.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "objects")]
     #[schema(min_items = 1, max_items = 1000)]
     pub entries: Vec<Entry<'a>>,
 }
@@ -112,8 +112,7 @@ async fn read_keys(
         state.config.request_timeout,
     )
     .await?;
-    let parsed: KeysBody =
-        serde_json::from_slice(&body).map_err(|e| body_error(&e, ErrorCode::InvalidRequest))?;
+    let parsed: KeysBody = parse_object(&body, ErrorCode::InvalidRequest)?;
     check_count(parsed.keys.len(), "keys")?;
     parsed
         .keys
@@ -136,7 +135,7 @@ async fn read_keys(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "What was found, and what was not.", body = Found),
-        (status = 400, description = "The body is not JSON, has the wrong shape, holds 0 or more than 1000 keys, or an invalid key.", body = ErrorBody,
+        (status = 400, description = "The body is not JSON, has the wrong shape (an array where an object is expected included), holds 0 or more than 1000 keys, or an invalid key, or the query names a parameter (this operation defines none).", body = ErrorBody,
             examples(
                 ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "a batch holds 1 to 1000 keys; this one holds 0"}}))),
                 ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key is empty"}}))),
@@ -149,6 +148,7 @@ async fn read_keys(
 )]
 pub async fn batch_get(
     caller: Caller,
+    _: web::Query<NoParams>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -205,7 +205,7 @@ pub async fn batch_get(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every entry was written.", body = Written),
-        (status = 400, description = "The body is not JSON, has the wrong shape or 0 or more than 1000 entries, or an entry has an invalid key or ttl; nothing was written.", body = ErrorBody,
+        (status = 400, description = "The body is not JSON, has the wrong shape (an array where an object is expected included) or 0 or more than 1000 entries, or an entry has an invalid key or ttl, or the query names a parameter (this operation defines none); nothing was written.", body = ErrorBody,
             examples(
                 ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "a batch holds 1 to 1000 entries; this one holds 0"}}))),
                 ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "entries[0]: the key is empty"}}))),
@@ -219,6 +219,7 @@ pub async fn batch_get(
 )]
 pub async fn batch_set(
     caller: Caller,
+    _: web::Query<NoParams>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -230,8 +231,7 @@ pub async fn batch_set(
         state.config.request_timeout,
     )
     .await?;
-    let parsed: EntriesBody =
-        serde_json::from_slice(&body).map_err(|e| body_error(&e, ErrorCode::InvalidRequest))?;
+    let parsed: EntriesBody = parse_object(&body, ErrorCode::InvalidRequest)?;
     check_count(parsed.entries.len(), "entries")?;
     let limits = &state.limits;
     let entries = parsed
@@ -283,7 +283,7 @@ pub async fn batch_set(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "How many of the keys existed and were deleted.", body = crate::routes::cache::Deleted),
-        (status = 400, description = "The body is not JSON, has the wrong shape, holds 0 or more than 1000 keys, or an invalid key.", body = ErrorBody,
+        (status = 400, description = "The body is not JSON, has the wrong shape (an array where an object is expected included), holds 0 or more than 1000 keys, or an invalid key, or the query names a parameter (this operation defines none).", body = ErrorBody,
             examples(
                 ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "a batch holds 1 to 1000 keys; this one holds 0"}}))),
                 ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key is empty"}}))),
@@ -296,6 +296,7 @@ pub async fn batch_set(
 )]
 pub async fn batch_delete(
     caller: Caller,
+    _: web::Query<NoParams>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
