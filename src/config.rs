@@ -38,13 +38,60 @@ pub enum LogFormat {
     Json,
 }
 
+/// A Redis node's `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for NodeAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Which Redis deployment cachegate talks to (`REDIS_MODE`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// One Redis at `RedisConfig::url`.
+    Standalone,
+    /// A Redis Cluster, discovered from any of its seed nodes.
+    Cluster { seeds: Vec<NodeAddress> },
+    /// A primary found through Redis Sentinel.
+    Sentinel {
+        sentinels: Vec<NodeAddress>,
+        master: String,
+        password: Option<Secret>,
+    },
+}
+
+impl Topology {
+    /// The mode's name, as `REDIS_MODE` and `/v1/stats` spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Topology::Standalone => "standalone",
+            Topology::Cluster { .. } => "cluster",
+            Topology::Sentinel { .. } => "sentinel",
+        }
+    }
+}
+
 /// Where Redis is and how to talk to it.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
-    /// The connection URL built from `REDIS_URL` or the host/port/... variables.
+    pub topology: Topology,
+    /// Standalone: the connection URL built from `REDIS_URL` or the host/port/... variables.
     pub url: Secret,
     pub host: String,
     pub port: u16,
+    /// Credentials of the data nodes (cluster and sentinel modes build their own URLs).
+    pub username: Option<String>,
+    pub password: Option<Secret>,
     pub db: i64,
     pub tls: bool,
     pub default_ttl: u64,
@@ -82,6 +129,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// A request's headers and body must arrive within this (`CACHE_REQUEST_TIMEOUT_MS`).
     pub request_timeout: Duration,
+    /// Settings that are valid but probably not what the operator meant, logged at start.
+    pub warnings: Vec<String>,
 }
 
 /// A configuration error: names the variable and what it accepts, never a secret value.
@@ -98,11 +147,15 @@ impl std::error::Error for ConfigError {}
 
 #[derive(Deserialize)]
 struct RedisEnv {
+    mode: Option<String>,
+    cluster_nodes: Option<String>,
+    sentinels: Option<String>,
+    sentinel_master: Option<String>,
+    sentinel_password: Option<Secret>,
+    tls: Option<bool>,
     url: Option<Secret>,
-    #[serde(default = "default_redis_host")]
-    host: String,
-    #[serde(default = "default_redis_port")]
-    port: u16,
+    host: Option<String>,
+    port: Option<u16>,
     username: Option<String>,
     password: Option<Secret>,
     #[serde(default)]
@@ -144,12 +197,8 @@ struct CacheEnv {
     request_timeout_ms: u64,
 }
 
-fn default_redis_host() -> String {
-    "localhost".into()
-}
-fn default_redis_port() -> u16 {
-    6379
-}
+const DEFAULT_REDIS_HOST: &str = "localhost";
+const DEFAULT_REDIS_PORT: u16 = 6379;
 fn default_ttl() -> u64 {
     900
 }
@@ -195,6 +244,20 @@ pub fn default_pool_size() -> usize {
 
 /// What each variable accepts, appended to parse errors so the message says how to fix it.
 const ACCEPTS: &[(&str, &str)] = &[
+    ("REDIS_MODE", "`standalone`, `cluster` or `sentinel`"),
+    (
+        "REDIS_CLUSTER_NODES",
+        "comma-separated host:port seed nodes, e.g. redis-1:6379,redis-2:6379",
+    ),
+    (
+        "REDIS_SENTINELS",
+        "comma-separated host:port Sentinels, e.g. sentinel-1:26379,sentinel-2:26379",
+    ),
+    (
+        "REDIS_SENTINEL_MASTER",
+        "the master name the Sentinels monitor",
+    ),
+    ("REDIS_TLS", "`true` or `false`"),
     ("REDIS_URL", "a redis:// or rediss:// URL"),
     ("REDIS_PORT", "a port number 1-65535"),
     ("REDIS_DB", "a database number 0 or more"),
@@ -404,7 +467,9 @@ impl Config {
             1,
             600_000,
         )?;
-        check_range("REDIS_PORT", u64::from(redis.port), 1, 65_535)?;
+        if let Some(port) = redis.port {
+            check_range("REDIS_PORT", u64::from(port), 1, 65_535)?;
+        }
         if redis.db < 0 {
             return Err(invalid("REDIS_DB"));
         }
@@ -437,7 +502,16 @@ impl Config {
             Some("pretty") => Some(LogFormat::Pretty),
             Some(_) => return Err(invalid("CACHE_LOG_FORMAT")),
         };
-        let redis = redis_config(redis, pool_size)?;
+        let mut warnings = Vec::new();
+        let redis = redis_config(redis, pool_size, &mut warnings)?;
+        if cache.key_prefix.contains('{') && cache.key_prefix.contains('}') {
+            if let Topology::Cluster { .. } = redis.topology {
+                warnings.push(
+                    "CACHE_KEY_PREFIX holds a hash tag ({...}): every key lands in one hash slot, so one cluster node holds them all"
+                        .into(),
+                );
+            }
+        }
         Ok(Config {
             redis,
             http_host: cache.host,
@@ -452,6 +526,7 @@ impl Config {
             slow_threshold: Duration::from_millis(cache.slow_ms),
             shutdown_timeout: Duration::from_secs(cache.shutdown_timeout_s),
             request_timeout: Duration::from_millis(cache.request_timeout_ms),
+            warnings,
         })
     }
 
@@ -507,27 +582,132 @@ fn auth_config(cache: &CacheEnv) -> Result<AuthConfig, ConfigError> {
     })
 }
 
-fn redis_config(env: RedisEnv, pool_size: usize) -> Result<RedisConfig, ConfigError> {
-    let (url, host, port, db, tls) = match env.url {
-        Some(url) => {
+fn redis_config(
+    env: RedisEnv,
+    pool_size: usize,
+    warnings: &mut Vec<String>,
+) -> Result<RedisConfig, ConfigError> {
+    let topology = topology(&env)?;
+    let tls_flag = env.tls.unwrap_or(false);
+    let (url, host, port, db, tls) = match (&topology, &env.url) {
+        (Topology::Standalone, Some(url)) => {
             let info = parse_redis_url(url.expose())?;
-            (url, info.0, info.1, info.2, info.3)
+            (url.clone(), info.0, info.1, info.2, info.3 || tls_flag)
         }
-        None => {
-            let url = build_url(&env);
-            (url, env.host, env.port, env.db, false)
+        _ => {
+            let host = env
+                .host
+                .clone()
+                .unwrap_or_else(|| DEFAULT_REDIS_HOST.into());
+            let port = env.port.unwrap_or(DEFAULT_REDIS_PORT);
+            let url = node_url(&host, port, &env, tls_flag);
+            (url, host, port, env.db, tls_flag)
         }
     };
+    if topology != Topology::Standalone {
+        let ignored: Vec<&str> = [
+            ("REDIS_URL", env.url.is_some()),
+            ("REDIS_HOST", env.host.is_some()),
+            ("REDIS_PORT", env.port.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        if !ignored.is_empty() {
+            warnings.push(format!(
+                "{} ignored: they belong to REDIS_MODE=standalone (REDIS_MODE is {})",
+                ignored.join(", "),
+                topology.name()
+            ));
+        }
+    }
+    if matches!(topology, Topology::Cluster { .. }) && db != 0 {
+        return Err(ConfigError(
+            "REDIS_DB is invalid: a Redis Cluster has only database 0".into(),
+        ));
+    }
     Ok(RedisConfig {
+        topology,
         url,
         host,
         port,
+        username: env.username.clone(),
+        password: env.password.clone(),
         db,
         tls,
         default_ttl: env.ttl,
         pool_size,
         connect_timeout: Duration::from_millis(env.connect_timeout_ms),
         command_timeout: Duration::from_millis(env.command_timeout_ms),
+    })
+}
+
+/// `REDIS_MODE` and the variables it requires.
+fn topology(env: &RedisEnv) -> Result<Topology, ConfigError> {
+    let required = |name: &str, value: &Option<String>| -> Result<String, ConfigError> {
+        value.clone().ok_or_else(|| {
+            ConfigError(format!(
+                "{name} is required with REDIS_MODE={}: it accepts {}",
+                env.mode.as_deref().unwrap_or_default(),
+                accepts(name)
+            ))
+        })
+    };
+    match env.mode.as_deref() {
+        None | Some("standalone") => Ok(Topology::Standalone),
+        Some("cluster") => Ok(Topology::Cluster {
+            seeds: parse_nodes(
+                "REDIS_CLUSTER_NODES",
+                &required("REDIS_CLUSTER_NODES", &env.cluster_nodes)?,
+            )?,
+        }),
+        Some("sentinel") => {
+            let sentinels = parse_nodes(
+                "REDIS_SENTINELS",
+                &required("REDIS_SENTINELS", &env.sentinels)?,
+            )?;
+            let master = required("REDIS_SENTINEL_MASTER", &env.sentinel_master)?;
+            Ok(Topology::Sentinel {
+                sentinels,
+                master,
+                password: env.sentinel_password.clone(),
+            })
+        }
+        Some(_) => Err(invalid("REDIS_MODE")),
+    }
+}
+
+/// Parses `host:port,host:port` (IPv6 hosts in brackets).
+fn parse_nodes(variable: &str, text: &str) -> Result<Vec<NodeAddress>, ConfigError> {
+    let nodes = text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| parse_node(item).ok_or_else(|| invalid(variable)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if nodes.is_empty() {
+        return Err(invalid(variable));
+    }
+    Ok(nodes)
+}
+
+fn parse_node(item: &str) -> Option<NodeAddress> {
+    let (host, port) = item.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let valid_host = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b));
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0 && port.bytes().all(|b| b.is_ascii_digit()))?;
+    valid_host.then(|| NodeAddress {
+        host: host.to_string(),
+        port,
     })
 }
 
@@ -550,25 +730,44 @@ fn parse_redis_url(url: &str) -> Result<(String, u16, i64, bool), ConfigError> {
     Ok((host, port, info.redis_settings().db(), tls))
 }
 
-/// Builds a `redis://` URL from the separate variables, percent-encoding the credentials.
-fn build_url(env: &RedisEnv) -> Secret {
+/// Builds a `redis://` (or `rediss://`) URL of one node from the separate variables,
+/// percent-encoding the credentials.
+fn node_url(host: &str, port: u16, env: &RedisEnv, tls: bool) -> Secret {
+    Secret::new(node_url_with(
+        host,
+        port,
+        env.username.as_deref(),
+        env.password.as_ref(),
+        env.db,
+        tls,
+    ))
+}
+
+/// The URL of a data node with the configured credentials: what the standalone URL is built
+/// from, and what cluster and sentinel modes connect to each node they discover.
+pub fn node_url_with(
+    host: &str,
+    port: u16,
+    username: Option<&str>,
+    password: Option<&Secret>,
+    db: i64,
+    tls: bool,
+) -> String {
     use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
     let encode = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
-    let credentials = match (&env.username, &env.password) {
+    let credentials = match (username, password) {
         (Some(user), Some(password)) => format!("{}:{}@", encode(user), encode(password.expose())),
         (None, Some(password)) => format!(":{}@", encode(password.expose())),
         (Some(user), None) => format!("{}@", encode(user)),
         (None, None) => String::new(),
     };
-    let host = if env.host.contains(':') {
-        format!("[{}]", env.host)
+    let host = if host.contains(':') {
+        format!("[{host}]")
     } else {
-        env.host.clone()
+        host.to_string()
     };
-    Secret::new(format!(
-        "redis://{credentials}{host}:{}/{}",
-        env.port, env.db
-    ))
+    let scheme = if tls { "rediss" } else { "redis" };
+    format!("{scheme}://{credentials}{host}:{port}/{db}")
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub enum ErrorCode {
     InvalidJson,
     InvalidPattern,
     InvalidRequest,
+    CrossSlot,
     Unauthorized,
     Forbidden,
     KeyNotFound,
@@ -37,7 +38,7 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            InvalidKey | InvalidTtl | InvalidJson | InvalidPattern | InvalidRequest => {
+            InvalidKey | InvalidTtl | InvalidJson | InvalidPattern | InvalidRequest | CrossSlot => {
                 StatusCode::BAD_REQUEST
             }
             Unauthorized => StatusCode::UNAUTHORIZED,
@@ -68,6 +69,9 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// A human-readable explanation; never holds a secret or internal detail.
     pub message: String,
+    /// Batch set with `"atomic": false`: the keys that were not written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_written: Option<Vec<String>>,
 }
 
 /// A failed request: its code, a message for humans, and the `Allow` header of a 405.
@@ -76,6 +80,7 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     allow: Option<String>,
+    not_written: Option<Vec<String>>,
 }
 
 impl ApiError {
@@ -84,7 +89,14 @@ impl ApiError {
             code,
             message: message.into(),
             allow: None,
+            not_written: None,
         }
+    }
+
+    /// Lists the keys a partial batch write did not write.
+    pub fn with_not_written(mut self, keys: Vec<String>) -> Self {
+        self.not_written = Some(keys);
+        self
     }
 
     pub fn method_not_allowed(allowed: &str) -> Self {
@@ -158,6 +170,7 @@ impl ResponseError for ApiError {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message.clone(),
+                not_written: self.not_written.clone(),
             },
         });
         // The request's log line reads the code from here, however the response was built.

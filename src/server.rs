@@ -92,9 +92,20 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>), String> {
         open_file_limit = open_files,
         "HTTP connections capped below the open-file limit"
     );
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let state = web::Data::new(AppState::new(config)?);
     tracing::info!(mode = %state.access.describe(), "access control");
+    tracing::info!(
+        mode = state.config.redis.topology.name(),
+        redis = %state.store.describe(),
+        "connecting to Redis"
+    );
     let server = HttpServer::new(move || {
+        // Runs on each worker thread as it starts: its Redis links are made before its first
+        // request needs them.
+        state.store.warm_up();
         App::new()
             .app_data(state.clone())
             .app_data(web::QueryConfig::default().error_handler(query_error))

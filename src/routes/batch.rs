@@ -15,7 +15,7 @@ use crate::keys::{CacheKey, Ttl};
 use crate::openapi::{key_list_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
 use crate::routes::{store_error, NoParams};
 use crate::state::AppState;
-use crate::store::BatchEntry;
+use crate::store::{BatchEntry, StoreError};
 
 const MAX_BATCH: usize = 1000;
 
@@ -39,6 +39,11 @@ pub struct EntriesBody<'a> {
     #[serde(borrow, deserialize_with = "objects")]
     #[schema(min_items = 1, max_items = 1000)]
     pub entries: Vec<Entry<'a>>,
+    /// `true` (the default): all entries or none. On a Redis Cluster that needs every key
+    /// in one hash slot (else `400 cross_slot`). `false`: each hash slot's entries are
+    /// written all or nothing, and a failure lists the keys not written.
+    #[serde(default)]
+    pub atomic: Option<bool>,
 }
 
 /// One entry of a batch set.
@@ -156,11 +161,18 @@ pub async fn batch_get(
     let keys = read_keys(&req, payload, &state).await?;
     let mut seen = HashSet::with_capacity(keys.len());
     let unique: Vec<&CacheKey> = keys.iter().filter(|k| seen.insert(k.as_str())).collect();
+    let max_bytes = state.limits.max_batch_bytes;
     let values = state
         .store
-        .get_many(&caller.keyspace, &unique)
+        .get_many(&caller.keyspace, &unique, max_bytes)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the values under these keys together exceed CACHE_MAX_BATCH_BYTES ({max_bytes} bytes); read them in smaller batches"),
+            )
+        })?;
     let mut found = Vec::with_capacity(unique.len());
     let mut missing = Vec::new();
     for (key, value) in unique.iter().zip(&values) {
@@ -195,7 +207,11 @@ pub async fn batch_get(
 /// Write many entries
 ///
 /// Writes 1 to 1000 entries all or nothing (MULTI/EXEC), each with its own TTL or
-/// `REDIS_TTL`. For a repeated key the last entry wins; `written` counts the entries.
+/// `REDIS_TTL`. For a repeated key the last entry wins; `written` counts the entries. On a
+/// Redis Cluster an all-or-nothing batch must keep its keys in one hash slot (hash tags:
+/// `{user:1}:profile` and `{user:1}:prefs` share one), else `400 cross_slot`; with
+/// `"atomic": false` each slot's entries are written all or nothing, and a failure's body
+/// lists the keys not written (`not_written`).
 #[utoipa::path(
     post,
     path = "/v1/batch/set",
@@ -205,8 +221,9 @@ pub async fn batch_get(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every entry was written.", body = Written),
-        (status = 400, description = "The body is not JSON, has the wrong shape (an array where an object is expected included) or 0 or more than 1000 entries, or an entry has an invalid key or ttl, or the query names a parameter (this operation defines none); nothing was written.", body = ErrorBody,
+        (status = 400, description = "The body is not JSON, has the wrong shape (an array where an object is expected included) or 0 or more than 1000 entries, an entry has an invalid key or ttl, the query names a parameter (this operation defines none), or (cluster) an all-or-nothing batch spans hash slots; nothing was written.", body = ErrorBody,
             examples(
+                ("cross_slot" = (summary = "cross_slot", value = json!({"error": {"code": "cross_slot", "message": "the keys lie in different Redis Cluster hash slots, so they cannot be written all or nothing; give related keys a common hash tag ({user:1}:profile and {user:1}:prefs share a slot), or send \"atomic\": false to write each slot's entries all or nothing"}}))),
                 ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "a batch holds 1 to 1000 entries; this one holds 0"}}))),
                 ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "entries[0]: the key is empty"}}))),
                 ("invalid_ttl" = (summary = "invalid_ttl", value = json!({"error": {"code": "invalid_ttl", "message": "entries[1]: ttl must be a whole number of seconds from 1 to 2592000"}}))),
@@ -260,11 +277,25 @@ pub async fn batch_set(
             Ok(BatchEntry { key, value, ttl })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    state
-        .store
-        .set_many(&caller.keyspace, &entries)
-        .await
-        .map_err(store_error)?;
+    let store = &state.store;
+    if parsed.atomic.unwrap_or(true) {
+        let keys: Vec<&CacheKey> = entries.iter().map(|e| &e.key).collect();
+        if store.spans_slots(&caller.keyspace, &keys) {
+            return Err(store_error(StoreError::CrossSlot));
+        }
+        store
+            .set_many(&caller.keyspace, &entries)
+            .await
+            .map_err(store_error)?;
+    } else if let Err(partial) = store.set_per_slot(&caller.keyspace, &entries).await {
+        let mut error = store_error(partial.error);
+        error.message = format!(
+            "{} keys were not written: {}",
+            partial.not_written.len(),
+            error.message
+        );
+        return Err(error.with_not_written(partial.not_written));
+    }
     Ok(HttpResponse::Ok().json(Written {
         written: entries.len(),
     }))

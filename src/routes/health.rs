@@ -53,7 +53,9 @@ pub async fn liveness() -> HttpResponse {
 
 /// Readiness
 ///
-/// Ready when Redis answers PING within 1 s. Needs no token.
+/// Ready when Redis answers PING within 1 s on every connection cachegate uses; in cluster
+/// mode also every primary that serves slots, with the cluster reporting `cluster_state:ok`.
+/// Needs no token.
 #[utoipa::path(
     get,
     path = "/health/ready",
@@ -67,13 +69,13 @@ pub async fn liveness() -> HttpResponse {
     )
 )]
 pub async fn readiness(state: web::Data<AppState>) -> HttpResponse {
-    let ping = tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await;
-    match ping {
-        Ok(Ok(latency)) => HttpResponse::Ok().json(Readiness {
+    let ready = tokio::time::timeout(READY_TIMEOUT, state.store.ready()).await;
+    match ready {
+        Ok(Ok(ready)) => HttpResponse::Ok().json(Readiness {
             status: "healthy",
             redis: RedisHealth {
                 connected: true,
-                latency_ms: Some(latency.as_secs_f64() * 1000.0),
+                latency_ms: Some(ready.latency.as_secs_f64() * 1000.0),
                 error: None,
             },
         }),

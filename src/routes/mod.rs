@@ -39,6 +39,14 @@ pub fn store_error(err: StoreError) -> ApiError {
             ErrorCode::WrongType,
             "the key holds a Redis type other than a string value",
         ),
+        StoreError::OutcomeUnknown => ApiError::new(
+            ErrorCode::BackendUnavailable,
+            "the connection to Redis was lost after the request was sent: whether it took effect is unknown; read the key to find out, or repeat the request if repeating it is safe",
+        ),
+        StoreError::CrossSlot => ApiError::new(
+            ErrorCode::CrossSlot,
+            CROSS_SLOT_MESSAGE,
+        ),
         StoreError::Other(detail) => {
             tracing::error!(error = %detail, "unexpected Redis error");
             ApiError::internal()
@@ -46,7 +54,9 @@ pub fn store_error(err: StoreError) -> ApiError {
     }
 }
 
-/// A resource whose unsupported methods get `405` with an `Allow` header.
+/// Why an all-or-nothing step across hash slots is refused, and how to fix it.
+pub const CROSS_SLOT_MESSAGE: &str = "the keys lie in different Redis Cluster hash slots, so they cannot be written all or nothing; give related keys a common hash tag ({user:1}:profile and {user:1}:prefs share a slot), or send \"atomic\": false to write each slot's entries all or nothing";
+
 /// A resource that knows its own template (so metrics, logs and access checks get it from
 /// routing instead of matching the path again) and answers unsupported methods with `405`
 /// and an `Allow` header.

@@ -8,10 +8,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
+use crate::config::Topology;
 use crate::error::ErrorBody;
 use crate::openapi::AuthErrors;
 use crate::state::AppState;
-use crate::store::info::{hit_rate, parse_info, RedisStats};
+use crate::store::info::{hit_rate, RedisStats};
 
 /// How long stats waits for INFO before reporting Redis as unavailable.
 const INFO_TIMEOUT: Duration = Duration::from_secs(1);
@@ -57,12 +58,25 @@ pub struct PoolStats {
 /// The configuration, without any secret.
 #[derive(Serialize, ToSchema)]
 pub struct ConfigStats {
-    pub host: String,
-    pub port: u16,
+    /// Standalone mode: the Redis host; null in the other modes.
+    pub host: Option<String>,
+    pub port: Option<u16>,
     pub db: i64,
     pub default_ttl: u64,
     pub tls: bool,
     pub key_prefix: String,
+    /// `standalone`, `cluster` or `sentinel`.
+    #[schema(example = "standalone")]
+    pub mode: &'static str,
+    /// Sentinel mode: the master name the Sentinels monitor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentinel_master: Option<String>,
+    /// Sentinel mode: the Sentinels, `host:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentinels: Option<Vec<String>>,
+    /// Cluster mode: the seed nodes, `host:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_nodes: Option<Vec<String>>,
 }
 
 /// Statistics
@@ -90,27 +104,33 @@ pub async fn get_stats(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     // Bounded on its own: stats must answer within 2 s even with a long command timeout.
-    let redis = tokio::time::timeout(INFO_TIMEOUT, state.store.info())
-        .await
+    // Usable means what readiness means, so the two never disagree.
+    let (ready, redis) = tokio::join!(
+        tokio::time::timeout(INFO_TIMEOUT, state.store.ready()),
+        tokio::time::timeout(INFO_TIMEOUT, state.store.stats()),
+    );
+    let usable = matches!(ready, Ok(Ok(_)));
+    let redis = redis
         .ok()
         .and_then(Result::ok)
-        .map(|text| parse_info(&text, state.config.redis.db));
-    HttpResponse::Ok().json(collect(&state, redis))
+        .filter(|_| usable)
+        .map(|mut stats| {
+            stats.mode = state.config.redis.topology.name().to_string();
+            stats
+        });
+    HttpResponse::Ok().json(collect(&state, usable, redis))
 }
 
-fn collect(state: &AppState, redis: Option<RedisStats>) -> Stats {
+fn collect(state: &AppState, usable: bool, redis: Option<RedisStats>) -> Stats {
     let counters = &state.counters;
     let hits = counters.hits.load(Ordering::Relaxed);
     let misses = counters.misses.load(Ordering::Relaxed);
     let pool = state.store.pool_status();
     let config = &state.config;
+    let standalone = config.redis.topology == Topology::Standalone;
     Stats {
-        connected: redis.is_some(),
-        status: if redis.is_some() {
-            "ready"
-        } else {
-            "unavailable"
-        },
+        connected: usable,
+        status: if usable { "ready" } else { "unavailable" },
         redis,
         service: ServiceStats {
             version: env!("CARGO_PKG_VERSION"),
@@ -128,12 +148,29 @@ fn collect(state: &AppState, redis: Option<RedisStats>) -> Stats {
             waiting: pool.waiting,
         },
         config: ConfigStats {
-            host: config.redis.host.clone(),
-            port: config.redis.port,
+            host: standalone.then(|| config.redis.host.clone()),
+            port: standalone.then_some(config.redis.port),
             db: config.redis.db,
             default_ttl: config.redis.default_ttl,
             tls: config.redis.tls,
             key_prefix: config.key_prefix.clone(),
+            mode: config.redis.topology.name(),
+            sentinel_master: match &config.redis.topology {
+                Topology::Sentinel { master, .. } => Some(master.clone()),
+                _ => None,
+            },
+            sentinels: match &config.redis.topology {
+                Topology::Sentinel { sentinels, .. } => {
+                    Some(sentinels.iter().map(ToString::to_string).collect())
+                }
+                _ => None,
+            },
+            cluster_nodes: match &config.redis.topology {
+                Topology::Cluster { seeds } => {
+                    Some(seeds.iter().map(ToString::to_string).collect())
+                }
+                _ => None,
+            },
         },
     }
 }

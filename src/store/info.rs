@@ -1,6 +1,6 @@
 //! Parsing Redis `INFO` into the typed numbers of `/v1/stats`.
 
-use deadpool_redis::redis::InfoDict;
+use redis::InfoDict;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -33,6 +33,127 @@ pub struct RedisStats {
     pub keyspace_misses: u64,
     /// hits / (hits + misses); null while Redis has counted no lookup.
     pub hit_rate: Option<f64>,
+    /// Cluster mode: every node the cluster reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<NodeStats>>,
+}
+
+/// One node of a Redis Cluster, in `/v1/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct NodeStats {
+    #[schema(example = "10.0.0.5:6379")]
+    pub address: String,
+    /// `primary` or `replica`.
+    #[schema(example = "primary")]
+    pub role: &'static str,
+    pub connected: bool,
+    pub keys: u64,
+    pub used_memory_bytes: u64,
+}
+
+/// A node of `CLUSTER NODES`: its address and whether it is a primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNode {
+    pub address: String,
+    pub primary: bool,
+}
+
+/// Parses `CLUSTER NODES`: `<id> <ip:port@cport[,hostname]> <flags> ...` per line; nodes
+/// flagged `noaddr` or `handshake` are skipped.
+pub fn parse_cluster_nodes(text: &str) -> Vec<ClusterNode> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let _id = fields.next()?;
+            let address = fields.next()?.split(['@', ',']).next()?.to_string();
+            let flags = fields.next()?;
+            let flag = |f: &str| flags.split(',').any(|x| x == f);
+            if flag("noaddr") || flag("handshake") || address.starts_with(':') {
+                return None;
+            }
+            Some(ClusterNode {
+                address,
+                primary: flag("master"),
+            })
+        })
+        .collect()
+}
+
+/// Totals over the primaries (figures are summed; version, policy and uptime come from the
+/// first primary that answered), and every node as it answered (`None`: it did not).
+pub fn cluster_stats(nodes: &[(ClusterNode, Option<String>)]) -> RedisStats {
+    let mut parsed: Vec<(&ClusterNode, Option<RedisStats>)> = nodes
+        .iter()
+        .map(|(node, text)| (node, text.as_deref().map(|t| parse_info(t, 0))))
+        .collect();
+    parsed.sort_by(|a, b| {
+        b.0.primary
+            .cmp(&a.0.primary)
+            .then(a.0.address.cmp(&b.0.address))
+    });
+    let primaries: Vec<&RedisStats> = parsed
+        .iter()
+        .filter(|(node, _)| node.primary)
+        .filter_map(|(_, stats)| stats.as_ref())
+        .collect();
+    let sum = |f: fn(&RedisStats) -> u64| primaries.iter().map(|s| f(s)).sum::<u64>();
+    let first = primaries.first();
+    let used = sum(|s| s.used_memory_bytes);
+    let max = sum(|s| s.maxmemory_bytes);
+    let hits = sum(|s| s.keyspace_hits);
+    let misses = sum(|s| s.keyspace_misses);
+    RedisStats {
+        version: first.map(|s| s.version.clone()).unwrap_or_default(),
+        mode: "cluster".into(),
+        uptime_seconds: primaries
+            .iter()
+            .map(|s| s.uptime_seconds)
+            .min()
+            .unwrap_or(0),
+        connected_clients: sum(|s| s.connected_clients),
+        used_memory_bytes: used,
+        used_memory_human: human_bytes(used),
+        maxmemory_bytes: max,
+        maxmemory_policy: first
+            .map(|s| s.maxmemory_policy.clone())
+            .unwrap_or_default(),
+        memory_usage_ratio: (max > 0).then(|| used as f64 / max as f64),
+        keys: sum(|s| s.keys),
+        expires: sum(|s| s.expires),
+        evicted_keys: sum(|s| s.evicted_keys),
+        expired_keys: sum(|s| s.expired_keys),
+        keyspace_hits: hits,
+        keyspace_misses: misses,
+        hit_rate: hit_rate(hits, misses),
+        nodes: Some(
+            parsed
+                .iter()
+                .map(|(node, stats)| NodeStats {
+                    address: node.address.clone(),
+                    role: if node.primary { "primary" } else { "replica" },
+                    connected: stats.is_some(),
+                    keys: stats.as_ref().map_or(0, |s| s.keys),
+                    used_memory_bytes: stats.as_ref().map_or(0, |s| s.used_memory_bytes),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Bytes as Redis's `used_memory_human` writes them.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.2}{}", UNITS[unit])
+    }
 }
 
 /// hits / (hits + misses), or None before the first lookup.
@@ -71,6 +192,7 @@ pub fn parse_info(text: &str, db: i64) -> RedisStats {
         keyspace_hits: hits,
         keyspace_misses: misses,
         hit_rate: hit_rate(hits, misses),
+        nodes: None,
     }
 }
 
@@ -132,5 +254,31 @@ mod tests {
         assert_eq!(stats.keys, 0);
         assert_eq!(parse_keyspace_line("keys=3,,expires=2"), (3, 2));
         assert!(hit_rate(u64::MAX, 1).is_some());
+    }
+
+    #[test]
+    fn cluster_nodes_and_totals() {
+        let nodes = parse_cluster_nodes(
+            "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
+             b2 127.0.0.1:7003@17003,host slave a1 0 0 1 connected\n\
+             c3 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-16383\n\
+             d4 :0@0 master,noaddr - 0 0 0 disconnected\n",
+        );
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes[1].address, "127.0.0.1:7003");
+        assert!(nodes[0].primary && !nodes[1].primary);
+        let info = |keys: u64| Some(format!("used_memory:100\r\ndb0:keys={keys},expires=1\r\n"));
+        let stats = cluster_stats(&[
+            (nodes[0].clone(), info(5)),
+            (nodes[1].clone(), info(5)),
+            (nodes[2].clone(), None),
+        ]);
+        assert_eq!((stats.keys, stats.used_memory_bytes), (5, 100));
+        let listed = stats.nodes.unwrap();
+        assert_eq!(listed.len(), 3);
+        assert!(listed
+            .iter()
+            .any(|n| n.address == "127.0.0.1:7001" && !n.connected));
+        assert_eq!(listed.iter().filter(|n| n.role == "replica").count(), 1);
     }
 }

@@ -1,20 +1,47 @@
 //! The Redis store: every Redis command cachegate sends is built here, and every key goes
-//! through a `Keyspace`, so prefixing and glob confinement happen in one place.
+//! through a `Keyspace`, so prefixing and glob confinement happen in one place. Routes see one
+//! `Store` whatever the topology:
+//!
+//! - `standalone.rs`: one Redis; `sentinel.rs`: the primary that Sentinel names;
+//!   `cluster.rs`: a Redis Cluster (slot map, per-primary routing, hash slots).
+//! - `lanes.rs`: how a round trip gets a connection (per-thread read and write links, made in
+//!   the background, bounded by the command timeout), the same in every topology.
+//! - `link.rs`: the connection itself; `errors.rs`: what a failure means for HTTP;
+//!   `health.rs`: connection log lines and Redis metrics; `scripts.rs`: the Lua scripts;
+//!   `cursor.rs`: listing cursors; `info.rs`: `INFO` parsing.
+//!
+//! Fan-out (SCAN on every primary, INFO from every node) and slot grouping happen here, only
+//! in cluster mode.
 
-mod connection;
+mod cluster;
 mod cursor;
+mod errors;
+mod health;
 pub mod info;
+mod lanes;
+mod link;
+mod scripts;
+mod sentinel;
+mod standalone;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_redis::redis::{self, Cmd, FromRedisValue};
+use futures_util::future::join_all;
+use redis::{Cmd, FromRedisValue};
 
-pub use connection::{PoolStatus, StoreError};
+pub use cluster::hash_slot;
 pub use cursor::ListCursor;
+pub use errors::StoreError;
+pub use lanes::PoolStatus;
 
-use crate::config::RedisConfig;
+use crate::config::{NodeAddress, RedisConfig, Topology};
 use crate::keys::{CacheKey, Keyspace, Pattern, Ttl};
-use connection::Connections;
+use cluster::Primary;
+use cursor::ClusterProgress;
+use info::{ClusterNode, RedisStats};
+use lanes::{Connect, LaneSettings, Lanes, Op};
 
 /// Keys asked of Redis per `SCAN` step: large enough to cross a big keyspace in few round
 /// trips, small enough that one step never blocks Redis for long.
@@ -39,7 +66,7 @@ pub enum TtlState {
     Seconds(u64),
 }
 
-/// One entry of an all-or-nothing batch write.
+/// One entry of a batch write.
 pub struct BatchEntry<'a> {
     pub key: CacheKey,
     pub value: &'a [u8],
@@ -52,30 +79,97 @@ pub struct KeyPage {
     pub next: Option<ListCursor>,
 }
 
+/// What readiness reports.
+pub struct Readiness {
+    pub latency: Duration,
+}
+
+/// A batch write that was not all written: which keys were not, and why.
+pub struct PartialWrite {
+    pub not_written: Vec<String>,
+    pub error: StoreError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Standalone,
+    Sentinel,
+    Cluster,
+}
+
 pub struct Store {
-    connections: Connections,
+    lanes: Lanes,
+    mode: Mode,
+    db: i64,
 }
 
 impl Store {
     pub fn new(config: &RedisConfig, slow_threshold: Duration) -> Result<Self, String> {
+        let (connector, mode): (Arc<dyn Connect>, Mode) = match &config.topology {
+            Topology::Standalone => (
+                Arc::new(standalone::StandaloneConnector::new(config)?),
+                Mode::Standalone,
+            ),
+            Topology::Sentinel {
+                sentinels,
+                master,
+                password,
+            } => (
+                Arc::new(sentinel::SentinelConnector::new(
+                    config,
+                    sentinels,
+                    master,
+                    password.as_ref(),
+                )?),
+                Mode::Sentinel,
+            ),
+            Topology::Cluster { seeds } => (
+                Arc::new(cluster::ClusterConnector::new(config, seeds)?),
+                Mode::Cluster,
+            ),
+        };
+        let health = Arc::new(health::Health::new(config.topology.name()));
+        let lanes = Lanes::new(
+            connector,
+            health,
+            LaneSettings {
+                lanes: config.pool_size,
+                command_timeout: config.command_timeout,
+                connect_timeout: config.connect_timeout,
+                slow_threshold,
+            },
+        );
         Ok(Self {
-            connections: Connections::new(config, slow_threshold)?,
+            lanes,
+            mode,
+            db: config.db,
         })
     }
 
-    pub fn pool_status(&self) -> PoolStatus {
-        self.connections.status()
+    /// Starts connecting the calling thread's lane (each HTTP worker calls it as it starts).
+    pub fn warm_up(&self) {
+        self.lanes.warm_up();
     }
 
-    async fn query<T: FromRedisValue>(
-        &self,
-        operation: &'static str,
-        cmd: &Cmd,
-    ) -> Result<T, StoreError> {
-        self.connections
-            .run(operation, |mut connection| async move {
-                cmd.query_async(&mut connection).await
-            })
+    /// Where the store connects, for log lines (never a password).
+    pub fn describe(&self) -> String {
+        self.lanes.describe()
+    }
+
+    pub fn pool_status(&self) -> PoolStatus {
+        self.lanes.status()
+    }
+
+    fn is_cluster(&self) -> bool {
+        self.mode == Mode::Cluster
+    }
+
+    async fn query<T: FromRedisValue>(&self, op: Op, cmd: &Cmd) -> Result<T, StoreError> {
+        self.lanes
+            .run(
+                op,
+                |mut link| async move { cmd.query_async(&mut link).await },
+            )
             .await
     }
 
@@ -88,11 +182,14 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let redis_key = ks.redis_key(key.as_str());
         match ttl {
-            None => self.query("get", redis::cmd("GET").arg(redis_key)).await,
+            None => {
+                self.query(Op::read("get"), redis::cmd("GET").arg(redis_key))
+                    .await
+            }
             Some(ttl) => {
                 let mut cmd = redis::cmd("GETEX");
                 cmd.arg(redis_key).arg("EX").arg(ttl.seconds());
-                self.query("getex", &cmd).await
+                self.query(Op::idempotent_write("getex"), &cmd).await
             }
         }
     }
@@ -111,16 +208,18 @@ impl Store {
             .arg(value)
             .arg("EX")
             .arg(ttl.seconds());
-        match condition {
-            WriteCondition::Always => {}
+        let op = match condition {
+            WriteCondition::Always => Op::idempotent_write("set"),
             WriteCondition::IfAbsent => {
                 cmd.arg("NX");
+                Op::write("set_nx")
             }
             WriteCondition::IfPresent => {
                 cmd.arg("XX");
+                Op::write("set_xx")
             }
-        }
-        let reply: Option<String> = self.query("set", &cmd).await?;
+        };
+        let reply: Option<String> = self.query(op, &cmd).await?;
         Ok(reply.is_some())
     }
 
@@ -128,51 +227,130 @@ impl Store {
     pub async fn delete(&self, ks: &Keyspace, key: &CacheKey) -> Result<bool, StoreError> {
         let removed: u64 = self
             .query(
-                "unlink",
+                Op::write("unlink"),
                 redis::cmd("UNLINK").arg(ks.redis_key(key.as_str())),
             )
             .await?;
         Ok(removed > 0)
     }
 
+    /// The key's TTL; `WrongType` for a key of another type, whose TTL is not cachegate's.
     pub async fn ttl(&self, ks: &Keyspace, key: &CacheKey) -> Result<TtlState, StoreError> {
-        let seconds: i64 = self
-            .query("ttl", redis::cmd("TTL").arg(ks.redis_key(key.as_str())))
+        let redis_key = ks.redis_key(key.as_str());
+        let mut pipe = redis::pipe();
+        pipe.cmd("TYPE").arg(&redis_key).cmd("TTL").arg(&redis_key);
+        let pipe = &pipe;
+        let (kind, seconds): (String, i64) = self
+            .lanes
+            .run(Op::read("ttl"), |mut link| async move {
+                pipe.query_async(&mut link).await
+            })
             .await?;
-        Ok(match seconds {
-            -2 => TtlState::Missing,
-            -1 => TtlState::NoExpiry,
-            s => TtlState::Seconds(s.max(0) as u64),
-        })
+        match (kind.as_str(), seconds) {
+            ("none", _) | (_, -2) => Ok(TtlState::Missing),
+            ("string", -1) => Ok(TtlState::NoExpiry),
+            ("string", s) => Ok(TtlState::Seconds(s.max(0) as u64)),
+            _ => Err(StoreError::WrongType),
+        }
     }
 
-    /// EXPIRE; false when the key was absent.
+    /// EXPIRE a string; false when the key was absent, `WrongType` for another type.
     pub async fn expire(
         &self,
         ks: &Keyspace,
         key: &CacheKey,
         ttl: Ttl,
     ) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("EXPIRE");
-        cmd.arg(ks.redis_key(key.as_str())).arg(ttl.seconds());
-        let updated: u64 = self.query("expire", &cmd).await?;
-        Ok(updated == 1)
+        let mut invocation = scripts::EXPIRE_STRING.key(ks.redis_key(key.as_str()));
+        invocation.arg(ttl.seconds());
+        let invocation = &invocation;
+        let answer: i64 = self
+            .lanes
+            .run(Op::idempotent_write("expire"), |mut link| async move {
+                invocation.invoke_async(&mut link).await
+            })
+            .await?;
+        match answer {
+            -3 => Err(StoreError::WrongType),
+            1 => Ok(true),
+            _ => Ok(false),
+        }
     }
 
-    /// MGET in one round trip; keys of other types come back as None.
+    /// The values of `keys` (None for a miss or another type), or None when their lengths
+    /// together exceed `max_bytes`: then nothing is read.
     pub async fn get_many(
         &self,
         ks: &Keyspace,
         keys: &[&CacheKey],
-    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let mut cmd = redis::cmd("MGET");
-        for key in keys {
-            cmd.arg(ks.redis_key(key.as_str()));
+        max_bytes: usize,
+    ) -> Result<Option<Vec<Option<Vec<u8>>>>, StoreError> {
+        let redis_keys: Vec<Vec<u8>> = keys.iter().map(|k| ks.redis_key(k.as_str())).collect();
+        if self.is_cluster() {
+            return self.get_many_in_slots(&redis_keys, max_bytes).await;
         }
-        self.query("mget", &cmd).await
+        let mut invocation = scripts::BOUNDED_MGET.prepare_invoke();
+        for key in &redis_keys {
+            invocation.key(key);
+        }
+        invocation.arg(max_bytes);
+        let invocation = &invocation;
+        self.lanes
+            .run(Op::read("mget"), |mut link| async move {
+                invocation.invoke_async(&mut link).await
+            })
+            .await
     }
 
-    /// SET ... EX for every entry inside MULTI/EXEC: all are written or none.
+    /// Cluster: the lengths first, per hash slot in parallel, then MGET (which redis-rs splits
+    /// per slot). Not atomic: a value that grows in between is read at its new size.
+    async fn get_many_in_slots(
+        &self,
+        redis_keys: &[Vec<u8>],
+        max_bytes: usize,
+    ) -> Result<Option<Vec<Option<Vec<u8>>>>, StoreError> {
+        let lengths = join_all(by_slot(redis_keys.iter()).into_values().map(|group| {
+            let mut pipe = redis::pipe();
+            for key in group {
+                pipe.cmd("STRLEN").arg(key);
+            }
+            async move {
+                let pipe = &pipe;
+                self.lanes
+                    .run(Op::read("strlen"), |mut link| async move {
+                        // STRLEN of a key of another type is an error; count it 0 as MGET
+                        // answers it nil.
+                        let replies: Vec<redis::Value> = pipe.query_async(&mut link).await?;
+                        Ok(replies
+                            .iter()
+                            .map(|r| usize::from_redis_value(r.clone()).unwrap_or(0))
+                            .sum::<usize>())
+                    })
+                    .await
+            }
+        }))
+        .await;
+        let mut total = 0usize;
+        for length in lengths {
+            total = total.saturating_add(length?);
+        }
+        if total > max_bytes {
+            return Ok(None);
+        }
+        let mut cmd = redis::cmd("MGET");
+        for key in redis_keys {
+            cmd.arg(key);
+        }
+        self.query(Op::read("mget"), &cmd).await.map(Some)
+    }
+
+    /// Whether the entries' keys lie in more than one hash slot (only ever in cluster mode).
+    pub fn spans_slots(&self, ks: &Keyspace, keys: &[&CacheKey]) -> bool {
+        self.is_cluster() && by_slot(keys.iter().map(|k| ks.redis_key(k.as_str()))).len() > 1
+    }
+
+    /// SET ... EX for every entry inside MULTI/EXEC: all are written or none (one hash slot in
+    /// a cluster: check `spans_slots` first).
     pub async fn set_many(
         &self,
         ks: &Keyspace,
@@ -189,24 +367,70 @@ impl Store {
                 .ignore();
         }
         let pipe = &pipe;
-        self.connections
-            .run("multi_set", |mut connection| async move {
-                pipe.query_async::<()>(&mut connection).await
+        self.lanes
+            .run(Op::idempotent_write("multi_set"), |mut link| async move {
+                pipe.query_async::<()>(&mut link).await
             })
             .await
     }
 
-    /// UNLINK many keys in one round trip; the number that existed.
+    /// Writes the entries in groups, one per hash slot (one group outside a cluster), each
+    /// all or nothing, in parallel; the keys of the groups that failed are reported.
+    pub async fn set_per_slot(
+        &self,
+        ks: &Keyspace,
+        entries: &[BatchEntry<'_>],
+    ) -> Result<(), PartialWrite> {
+        let mut groups: BTreeMap<u16, Vec<&BatchEntry<'_>>> = BTreeMap::new();
+        for entry in entries {
+            let slot = if self.is_cluster() {
+                hash_slot(&ks.redis_key(entry.key.as_str()))
+            } else {
+                0
+            };
+            groups.entry(slot).or_default().push(entry);
+        }
+        let outcomes = join_all(groups.into_values().map(|group| async move {
+            let owned: Vec<BatchEntry<'_>> = group
+                .iter()
+                .map(|e| BatchEntry {
+                    key: e.key.clone(),
+                    value: e.value,
+                    ttl: e.ttl,
+                })
+                .collect();
+            (group, self.set_many(ks, &owned).await)
+        }))
+        .await;
+        let mut failure: Option<PartialWrite> = None;
+        for (group, outcome) in outcomes {
+            if let Err(error) = outcome {
+                let failed = failure.get_or_insert_with(|| PartialWrite {
+                    not_written: Vec::new(),
+                    error,
+                });
+                failed
+                    .not_written
+                    .extend(group.iter().map(|e| e.key.as_str().to_string()));
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// UNLINK many keys in one round trip (redis-rs splits it per slot in a cluster); the
+    /// number that existed.
     pub async fn delete_many(&self, ks: &Keyspace, keys: &[CacheKey]) -> Result<u64, StoreError> {
         let mut cmd = redis::cmd("UNLINK");
         for key in keys {
             cmd.arg(ks.redis_key(key.as_str()));
         }
-        self.query("unlink", &cmd).await
+        self.query(Op::write("unlink_many"), &cmd).await
     }
 
+    /// One SCAN step over string keys, on the one Redis or on one cluster primary.
     async fn scan_step(
         &self,
+        node: Option<&NodeAddress>,
         cursor: u64,
         redis_pattern: &str,
     ) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
@@ -215,15 +439,42 @@ impl Store {
             .arg("MATCH")
             .arg(redis_pattern)
             .arg("COUNT")
-            .arg(SCAN_COUNT);
-        self.query("scan", &cmd).await
+            .arg(SCAN_COUNT)
+            // Other programs' lists, hashes and streams are never listed or deleted.
+            .arg("TYPE")
+            .arg("string");
+        match node {
+            None => self.query(Op::read("scan"), &cmd).await,
+            Some(node) => {
+                let cmd = &cmd;
+                self.lanes
+                    .run(Op::read("scan"), |link| {
+                        cluster::on_node(link, node, cmd.clone())
+                    })
+                    .await
+            }
+        }
+    }
+
+    async fn primaries(&self) -> Result<Vec<Primary>, StoreError> {
+        let primaries = self
+            .lanes
+            .run(Op::read("cluster_slots"), cluster::primaries)
+            .await?;
+        if primaries.is_empty() {
+            return Err(StoreError::Unavailable(
+                "the Redis Cluster reports no primary serving slots".into(),
+            ));
+        }
+        Ok(primaries)
     }
 
     /// One page of keys matching `pattern`, at most `limit`, resuming at `from`.
     ///
     /// A page ends between SCAN steps, or inside one: then the step's keys are sorted and
     /// the cursor remembers the last key returned, so the next page repeats that SCAN step
-    /// and returns only the keys after it. No key present throughout is skipped.
+    /// and returns only the keys after it. No key present throughout is skipped. In a cluster
+    /// the primaries are walked one after the other (see `cursor.rs`).
     pub async fn list(
         &self,
         ks: &Keyspace,
@@ -232,10 +483,33 @@ impl Store {
         limit: usize,
     ) -> Result<KeyPage, StoreError> {
         let redis_pattern = ks.redis_pattern(pattern);
+        let primaries = if self.is_cluster() {
+            self.primaries().await?
+        } else {
+            Vec::new()
+        };
         let mut keys = Vec::new();
         let mut position = from;
+        if self.is_cluster() && position.cluster.is_none() {
+            position.cluster = Some(ClusterProgress::default());
+        }
         for _ in 0..SCAN_STEPS_PER_PAGE {
-            let (next_scan, raw) = self.scan_step(position.scan, &redis_pattern).await?;
+            let node = match &mut position.cluster {
+                None => None,
+                Some(progress) => match current_primary(progress, &primaries) {
+                    Some((primary, restarted)) => {
+                        if restarted {
+                            position.scan = 0;
+                            position.after = None;
+                        }
+                        Some(primary)
+                    }
+                    None => return Ok(KeyPage { keys, next: None }),
+                },
+            };
+            let (next_scan, raw) = self
+                .scan_step(node.map(|p| &p.address), position.scan, &redis_pattern)
+                .await?;
             let mut step_keys: Vec<String> = raw.iter().filter_map(|k| ks.client_key(k)).collect();
             step_keys.sort_unstable();
             step_keys.dedup();
@@ -247,23 +521,26 @@ impl Store {
                 step_keys.truncate(room);
                 let last = step_keys.last().cloned();
                 keys.extend(step_keys);
-                let next = ListCursor {
-                    scan: position.scan,
-                    after: last.or(position.after),
-                };
+                position.after = last.or(position.after);
                 return Ok(KeyPage {
                     keys,
-                    next: Some(next),
+                    next: Some(position),
                 });
             }
             keys.extend(step_keys);
+            position.after = None;
             if next_scan == 0 {
-                return Ok(KeyPage { keys, next: None });
+                match (&mut position.cluster, node) {
+                    (Some(progress), Some(primary)) => {
+                        progress.finish(&primary.slots);
+                        progress.node = None;
+                        position.scan = 0;
+                    }
+                    _ => return Ok(KeyPage { keys, next: None }),
+                }
+            } else {
+                position.scan = next_scan;
             }
-            position = ListCursor {
-                scan: next_scan,
-                after: None,
-            };
             if keys.len() == limit {
                 break;
             }
@@ -274,20 +551,39 @@ impl Store {
         })
     }
 
-    /// Deletes every key matching `pattern` with SCAN and UNLINK, a batch at a time.
+    /// Deletes every string key matching `pattern` with SCAN and UNLINK, a batch at a time;
+    /// on every primary in parallel in a cluster.
     pub async fn delete_matching(
         &self,
         ks: &Keyspace,
         pattern: &Pattern,
     ) -> Result<u64, StoreError> {
         let redis_pattern = ks.redis_pattern(pattern);
+        if !self.is_cluster() {
+            return self.delete_matching_on(None, &redis_pattern).await;
+        }
+        let primaries = self.primaries().await?;
+        let counts = join_all(
+            primaries
+                .iter()
+                .map(|p| self.delete_matching_on(Some(&p.address), &redis_pattern)),
+        )
+        .await;
+        counts.into_iter().sum()
+    }
+
+    async fn delete_matching_on(
+        &self,
+        node: Option<&NodeAddress>,
+        redis_pattern: &str,
+    ) -> Result<u64, StoreError> {
         let mut cursor = 0;
         let mut deleted = 0;
         loop {
-            let (next, batch) = self.scan_step(cursor, &redis_pattern).await?;
+            let (next, batch) = self.scan_step(node, cursor, redis_pattern).await?;
             if !batch.is_empty() {
                 let removed: u64 = self
-                    .query("unlink", redis::cmd("UNLINK").arg(&batch))
+                    .query(Op::write("unlink_many"), redis::cmd("UNLINK").arg(&batch))
                     .await?;
                 deleted += removed;
             }
@@ -298,15 +594,127 @@ impl Store {
         }
     }
 
-    /// PING; the round trip's duration.
-    pub async fn ping(&self) -> Result<Duration, StoreError> {
+    /// Readiness: every link answers PING; in a cluster also every primary that serves slots,
+    /// and the cluster reports `cluster_state:ok`.
+    pub async fn ready(&self) -> Result<Readiness, StoreError> {
         let started = Instant::now();
-        let _: String = self.query("ping", &redis::cmd("PING")).await?;
-        Ok(started.elapsed())
+        let links = self.lanes.all_links().await?;
+        let pings = join_all(links.into_iter().map(|mut link| async move {
+            redis::cmd("PING").query_async::<String>(&mut link).await
+        }))
+        .await;
+        for ping in pings {
+            ping.map_err(|e| errors::classify(&e))?;
+        }
+        let latency = started.elapsed();
+        if self.is_cluster() {
+            self.cluster_ready().await?;
+        }
+        Ok(Readiness { latency })
     }
 
-    /// The raw text of `INFO`.
-    pub async fn info(&self) -> Result<String, StoreError> {
-        self.query("info", &redis::cmd("INFO")).await
+    async fn cluster_ready(&self) -> Result<(), StoreError> {
+        let primaries = self.primaries().await?;
+        let states = join_all(primaries.iter().map(|primary| async move {
+            let cmd = redis::cmd("CLUSTER").arg("INFO").clone();
+            let cmd = &cmd;
+            let text: String = self
+                .lanes
+                .run(Op::read("cluster_info"), |link| {
+                    cluster::on_node(link, &primary.address, cmd.clone())
+                })
+                .await?;
+            Ok::<_, StoreError>((primary.address.to_string(), text))
+        }))
+        .await;
+        for state in states {
+            let (address, text) = state?;
+            if !text.lines().any(|l| l.trim() == "cluster_state:ok") {
+                return Err(StoreError::Unavailable(format!(
+                    "the Redis Cluster is not ok: {address} reports cluster_state other than ok"
+                )));
+            }
+        }
+        Ok(())
     }
+
+    /// `INFO`: of the one Redis, or of every cluster node (totals over the primaries).
+    pub async fn stats(&self) -> Result<RedisStats, StoreError> {
+        if !self.is_cluster() {
+            let text: String = self.query(Op::read("info"), &redis::cmd("INFO")).await?;
+            return Ok(info::parse_info(&text, self.db));
+        }
+        let cmd = redis::cmd("CLUSTER").arg("NODES").clone();
+        let cmd = &cmd;
+        let text: String = self
+            .lanes
+            .run(Op::read("cluster_nodes"), |mut link| async move {
+                cmd.query_async(&mut link).await
+            })
+            .await?;
+        let nodes = info::parse_cluster_nodes(&text);
+        let answers = join_all(nodes.into_iter().map(|node| async move {
+            let text = self.info_of(&node).await.ok();
+            (node, text)
+        }))
+        .await;
+        Ok(info::cluster_stats(&answers))
+    }
+
+    async fn info_of(&self, node: &ClusterNode) -> Result<String, StoreError> {
+        let (host, port) = node
+            .address
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
+            .ok_or_else(|| StoreError::Other("a cluster node without a port".into()))?;
+        let address = NodeAddress { host, port };
+        let address = &address;
+        self.lanes
+            .run(Op::read("info"), |link| {
+                cluster::on_node(link, address, redis::cmd("INFO"))
+            })
+            .await
+    }
+}
+
+/// The primary a cluster listing continues on: the one it was walking if that primary still
+/// serves the same slots, else the first primary with slots not done (walked from its start:
+/// `true`). None when every slot is done.
+fn current_primary<'a>(
+    progress: &mut ClusterProgress,
+    primaries: &'a [Primary],
+) -> Option<(&'a Primary, bool)> {
+    if let Some((id, fingerprint)) = &progress.node {
+        if let Some(primary) = primaries
+            .iter()
+            .find(|p| &p.id() == id && slots_fingerprint(&p.slots) == *fingerprint)
+        {
+            return Some((primary, false));
+        }
+    }
+    let next = primaries.iter().find(|p| {
+        p.slots
+            .iter()
+            .any(|(a, b)| (*a..=*b).any(|slot| !progress.is_done(slot)))
+    })?;
+    progress.node = Some((next.id(), slots_fingerprint(&next.slots)));
+    Some((next, true))
+}
+
+/// A fingerprint of a primary's slot ranges: a listing that finds it changed walks the
+/// node again.
+fn slots_fingerprint(slots: &[(u16, u16)]) -> u64 {
+    slots.iter().fold(0xcbf2_9ce4_8422_2325, |hash, (a, b)| {
+        let mixed = (hash ^ u64::from(*a)).wrapping_mul(0x100_0000_01b3);
+        (mixed ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Groups Redis keys by hash slot.
+fn by_slot<K: AsRef<[u8]>>(keys: impl Iterator<Item = K>) -> BTreeMap<u16, Vec<K>> {
+    let mut groups: BTreeMap<u16, Vec<K>> = BTreeMap::new();
+    for key in keys {
+        groups.entry(hash_slot(key.as_ref())).or_default().push(key);
+    }
+    groups
 }
