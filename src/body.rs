@@ -1,13 +1,12 @@
 //! Request bodies: media type, size limit and JSON validity, checked the same way for every
 //! endpoint that takes a body.
 
+use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use actix_web::web::{Bytes, Payload};
 use actix_web::{HttpMessage, HttpRequest};
-use std::fmt;
-use std::marker::PhantomData;
-
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
