@@ -1,20 +1,22 @@
 //! Access control: bearer tokens with scopes, and protected mode when none are configured.
 //!
-//! Handlers of protected routes take a `Caller`; extracting it authenticates the request and
-//! checks that the token's scope allows the operation, before any other extractor validates
-//! the request (so 401/403 come before 400, and routing's 404/405 before both).
+//! Handlers of protected routes take a `Caller<R>` as their first argument, `R` declaring what
+//! the operation needs (`Read`, `Write`, `Stats`, `AnyToken`, or a requirement of the
+//! handler's own that looks at its request). Extracting it authenticates the request and
+//! checks the token's scope before any other extractor validates the request (so 401/403
+//! come before 400, and routing's 404/405 before both).
 
 use std::future::{ready, Ready};
+use std::marker::PhantomData;
 use std::net::IpAddr;
 
-use actix_web::http::{header, Method};
+use actix_web::http::header;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use subtle::ConstantTimeEq;
 
 use crate::config::AuthConfig;
 use crate::error::{ApiError, ErrorCode};
 use crate::keys::Keyspace;
-use crate::routes::{self, RouteTemplate};
 use crate::state::AppState;
 
 /// What a token may do.
@@ -45,15 +47,52 @@ pub struct Access {
     default_scope: Scope,
 }
 
-/// An authenticated caller: the keyspace its keys live in.
+/// An authenticated caller whose token allows what `R` requires: the keyspace its keys
+/// live in.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub struct Caller<R: Requirement> {
     pub keyspace: Keyspace,
+    requirement: PhantomData<R>,
+}
+
+/// What an operation needs from the caller's token, declared by its handler.
+pub trait Requirement {
+    fn of(req: &HttpRequest) -> Need;
+}
+
+/// Reads values, TTLs, listings.
+pub struct Read;
+/// Changes the cache.
+pub struct Write;
+/// Redis-wide statistics: not for namespaced tokens.
+pub struct RedisWide;
+/// Any valid token (`/metrics`).
+pub struct AnyToken;
+
+impl Requirement for Read {
+    fn of(_: &HttpRequest) -> Need {
+        Need::Read
+    }
+}
+impl Requirement for Write {
+    fn of(_: &HttpRequest) -> Need {
+        Need::Write
+    }
+}
+impl Requirement for RedisWide {
+    fn of(_: &HttpRequest) -> Need {
+        Need::Stats
+    }
+}
+impl Requirement for AnyToken {
+    fn of(_: &HttpRequest) -> Need {
+        Need::Metrics
+    }
 }
 
 /// What a request needs from its token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Need {
+pub enum Need {
     Read,
     Write,
     /// Redis-wide statistics: not for namespaced tokens.
@@ -100,8 +139,7 @@ impl Access {
         }
     }
 
-    fn authorize(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
-        let need = need_of(req);
+    fn authorize(&self, req: &HttpRequest, need: Need) -> Result<Keyspace, ApiError> {
         let scope = match &self.mode {
             Mode::Disabled => &self.default_scope,
             Mode::Protected => {
@@ -116,44 +154,37 @@ impl Access {
             Mode::Tokens(entries) => find_token(entries, bearer_token(req)?)?,
         };
         check_scope(scope, need)?;
-        Ok(Caller {
-            keyspace: scope.keyspace.clone(),
-        })
+        Ok(scope.keyspace.clone())
     }
 }
 
-impl FromRequest for Caller {
+impl<R: Requirement> FromRequest for Caller<R> {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(match req.app_data::<web::Data<AppState>>() {
-            Some(state) => state.access.authorize(req),
+            Some(state) => state
+                .access
+                .authorize(req, R::of(req))
+                .map(|keyspace| Caller {
+                    keyspace,
+                    requirement: PhantomData,
+                }),
             None => Err(ApiError::internal()),
         })
     }
 }
 
-/// The operation's needs, from its route, method and query: reads are GET and HEAD, batch
-/// get, and TTL reads; `GET ?ttl=` writes, since it resets the TTL.
-fn need_of(req: &HttpRequest) -> Need {
-    match RouteTemplate::of(req) {
-        Some(routes::STATS) => Need::Stats,
-        Some(routes::METRICS) => Need::Metrics,
-        Some(routes::BATCH_GET) => Need::Read,
-        Some(routes::VALUE) if req.method() == Method::GET && has_ttl_param(req) => Need::Write,
-        _ if req.method() == Method::GET || req.method() == Method::HEAD => Need::Read,
-        _ => Need::Write,
-    }
-}
-
-/// Decodes the names as the handler's query extractor will (`t%74l=5` is `ttl=5`), so a
-/// read-only token cannot slip a TTL reset past the check. A query that does not parse
-/// counts as naming `ttl`: refusing is the safe side.
-fn has_ttl_param(req: &HttpRequest) -> bool {
+/// Whether the query names any of `names`, decoded as the handler's query extractor will
+/// decode them (`t%74l=5` is `ttl=5`), so a read-only token cannot slip a write past the
+/// check. A query that does not parse counts as naming them: refusing is the safe side.
+pub fn query_names_any(req: &HttpRequest, names: &[&str]) -> bool {
     !req.query_string().is_empty()
         && web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-            .map_or(true, |pairs| pairs.iter().any(|(name, _)| name == "ttl"))
+            .map_or(true, |pairs| {
+                pairs.iter().any(|(name, _)| names.contains(&name.as_str()))
+            })
 }
 
 fn check_scope(scope: &Scope, need: Need) -> Result<(), ApiError> {
@@ -345,7 +376,9 @@ mod tests {
 
     #[test]
     fn the_ttl_parameter_is_seen_however_it_is_encoded() {
-        let named = |query: &str| has_ttl_param(&TestRequest::with_uri(query).to_http_request());
+        let named = |query: &str| {
+            query_names_any(&TestRequest::with_uri(query).to_http_request(), &["ttl"])
+        };
         assert!(named("/v1/cache/k?ttl=5"));
         assert!(named("/v1/cache/k?a=1&ttl"));
         assert!(named("/v1/cache/k?t%74l=5"));

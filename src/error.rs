@@ -81,6 +81,8 @@ pub struct ApiError {
     pub message: String,
     allow: Option<String>,
     not_written: Option<Vec<String>>,
+    /// Extra headers of the error response (the current `ETag` of a 412).
+    headers: Vec<(header::HeaderName, header::HeaderValue)>,
 }
 
 impl ApiError {
@@ -90,7 +92,14 @@ impl ApiError {
             message: message.into(),
             allow: None,
             not_written: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header to the error response.
+    pub fn with_header(mut self, name: header::HeaderName, value: header::HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// Lists the keys a partial batch write did not write.
@@ -165,6 +174,9 @@ impl ResponseError for ApiError {
         }
         if let Some(allow) = &self.allow {
             response.insert_header((header::ALLOW, allow.as_str()));
+        }
+        for (name, value) in &self.headers {
+            response.insert_header((name.clone(), value.clone()));
         }
         let mut response = response.json(ErrorBody {
             error: ErrorDetail {

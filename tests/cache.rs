@@ -299,7 +299,9 @@ async fn conditional_writes_follow_if_none_match_and_if_match() {
     );
     assert_eq!(raw_get(&redis, "c").unwrap(), b"3");
     let etag = conditional_put(&app, "c", ("if-match", "\"abc\""), "4").await;
-    assert_eq!(error_code(etag).await, "invalid_request");
+    assert_eq!(error_code(etag).await, "precondition_failed");
+    let malformed = conditional_put(&app, "c", ("if-match", "abc"), "4").await;
+    assert_eq!(error_code(malformed).await, "invalid_request");
     assert_eq!(raw_get(&redis, "c").unwrap(), b"3");
     app.stop().await;
 }

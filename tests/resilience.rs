@@ -120,6 +120,14 @@ async fn a_frozen_redis_gets_504_within_the_command_timeout_and_recovers_on_sigc
         );
     }
 
+    // Every link is made before the freeze (readiness pings them all), so a frozen Redis is
+    // met by a command that times out (504), never by a connection attempt (503).
+    assert!(
+        common::eventually(Duration::from_secs(5), || async {
+            ready_status(&app).await == 200
+        })
+        .await
+    );
     redis.freeze();
     let requests = (0..20).map(|i| {
         let request = if i % 2 == 0 {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Read, Write};
 use crate::body::{check_depth, objects, parse_object, read_json_body};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::{CacheKey, Ttl};
@@ -152,7 +152,7 @@ async fn read_keys(
     )
 )]
 pub async fn batch_get(
-    caller: Caller,
+    caller: Caller<Read>,
     _: web::Query<NoParams>,
     req: HttpRequest,
     payload: web::Payload,
@@ -235,7 +235,7 @@ pub async fn batch_get(
     )
 )]
 pub async fn batch_set(
-    caller: Caller,
+    caller: Caller<Write>,
     _: web::Query<NoParams>,
     req: HttpRequest,
     payload: web::Payload,
@@ -326,7 +326,7 @@ pub async fn batch_set(
     )
 )]
 pub async fn batch_delete(
-    caller: Caller,
+    caller: Caller<Write>,
     _: web::Query<NoParams>,
     req: HttpRequest,
     payload: web::Payload,

@@ -11,14 +11,16 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::Required;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::Caller;
+use crate::auth::{query_names_any, Caller, Need, Read, Requirement, Write};
 use crate::body::{check_value, is_json, parse_object, read_json_body};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::keys::Keyspace;
 use crate::keys::{CacheKey, Pattern, Ttl};
 use crate::openapi::{cursor_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
+use crate::routes::conditions::{precondition_failed, ETag, Preconditions, WritePlan};
 use crate::routes::{store_error, NoParams};
 use crate::state::AppState;
-use crate::store::{ListCursor, TtlState, WriteCondition};
+use crate::store::{ListCursor, Store, TtlState, WriteCondition};
 
 /// The key of `/v1/cache/{key}`, decoded from the raw path so that `%2F`, `%FF` and
 /// control characters are seen exactly as the client sent them.
@@ -50,6 +52,19 @@ impl IntoParams for PathKey {
             ))
             .schema(Some(key_schema()))
             .build()]
+    }
+}
+
+/// A read, unless its query changes the cache: `?ttl=` resets the TTL.
+pub struct ReadUnlessQueryWrites;
+
+impl Requirement for ReadUnlessQueryWrites {
+    fn of(req: &HttpRequest) -> Need {
+        if query_names_any(req, &["ttl"]) {
+            Need::Write
+        } else {
+            Need::Read
+        }
     }
 }
 
@@ -90,21 +105,25 @@ fn miss(key: &CacheKey) -> HttpResponse {
 /// Read a value
 ///
 /// Answers the stored JSON exactly as it was written, whitespace included, with
-/// `X-Cache: HIT`; a miss is `404 key_not_found` with `X-Cache: MISS`. With `?ttl=N` the
+/// `X-Cache: HIT` and a strong `ETag` of the stored bytes (`If-None-Match` gives `304`); a miss is `404 key_not_found` with `X-Cache: MISS`. With `?ttl=N` the
 /// key's TTL is reset to N seconds in the same atomic step (sliding expiry, GETEX); a
 /// read-only token may not do that (403).
 #[utoipa::path(
     get,
     path = "/v1/cache/{key}",
     tag = "cache",
-    params(PathKey, ReadParams),
+    params(PathKey, ReadParams, ReadConditions),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The stored value: any JSON value, byte for byte as written.",
             content_type = "application/json", body = serde_json::Value,
-            headers(("X-Cache" = String, description = "HIT")),
+            headers(("X-Cache" = String, description = "HIT"),
+                ("ETag" = String, description = "A strong entity tag of the stored bytes.")),
             example = json!({"name": "Ada", "tags": [1, 2.5, null]})),
-        (status = 400, description = "The key or the ttl is invalid, or the query names a parameter this operation does not define.", body = ErrorBody,
+        (status = 304, description = "If-None-Match matched the current value: no body.",
+            headers(("ETag" = String, description = "The current entity tag."),
+                ("X-Cache" = String, description = "HIT"))),
+        (status = 400, description = "The key, the ttl or the If-None-Match header is invalid, or the query names a parameter this operation does not define.", body = ErrorBody,
             examples(
                 ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key contains a control character (U+0000-U+001F or U+007F)"}}))),
                 ("invalid_ttl" = (summary = "invalid_ttl", value = json!({"error": {"code": "invalid_ttl", "message": "ttl must be a whole number of seconds from 1 to 2592000"}}))),
@@ -123,13 +142,14 @@ fn miss(key: &CacheKey) -> HttpResponse {
     )
 )]
 pub async fn get_value(
-    caller: Caller,
+    caller: Caller<ReadUnlessQueryWrites>,
     key: PathKey,
     params: web::Query<ReadParams>,
+    req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ttl = parse_ttl(params.ttl.as_deref(), &state)?;
-    read(&state, &caller, &key.0, ttl).await
+    read(&state, &caller.keyspace, &key.0, ttl, req.headers()).await
 }
 
 /// Whether a key exists
@@ -139,12 +159,15 @@ pub async fn get_value(
     head,
     path = "/v1/cache/{key}",
     tag = "cache",
-    params(PathKey),
+    params(PathKey, ReadConditions),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The key holds a JSON value.",
-            headers(("X-Cache" = String, description = "HIT"))),
-        (status = 400, description = "The key is invalid (invalid_key), or the query names a parameter (invalid_request: HEAD defines none); no body."),
+            headers(("X-Cache" = String, description = "HIT"),
+                ("ETag" = String, description = "A strong entity tag of the stored bytes."))),
+        (status = 304, description = "If-None-Match matched the current value.",
+            headers(("ETag" = String, description = "The current entity tag."))),
+        (status = 400, description = "The key or the If-None-Match header is invalid, or the query names a parameter (invalid_request: HEAD defines none); no body."),
         (status = 404, description = "No value is cached under the key; no body.",
             headers(("X-Cache" = String, description = "MISS"))),
         (status = 409, description = "The key holds another Redis type, or a string that is not JSON; no body."),
@@ -158,23 +181,27 @@ pub async fn get_value(
     )
 )]
 pub async fn head_value(
-    caller: Caller,
+    caller: Caller<Read>,
     key: PathKey,
     _: web::Query<NoParams>,
+    req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    read(&state, &caller, &key.0, None).await
+    read(&state, &caller.keyspace, &key.0, None, req.headers()).await
 }
 
 async fn read(
     state: &AppState,
-    caller: &Caller,
+    keyspace: &Keyspace,
     key: &CacheKey,
     ttl: Option<Ttl>,
+    headers: &HeaderMap,
 ) -> Result<HttpResponse, ApiError> {
+    // Parsed before Redis is asked: a malformed header is the client's error, whatever the key.
+    let preconditions = Preconditions::from_headers(headers)?;
     let stored = state
         .store
-        .get(&caller.keyspace, key, ttl)
+        .get(keyspace, key, ttl)
         .await
         .map_err(store_error)?;
     state.counters.lookup(stored.is_some());
@@ -190,73 +217,75 @@ async fn read(
             ),
         ));
     }
+    let etag = ETag::of(&value);
+    if preconditions.not_modified(&etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag.header_value()))
+            .insert_header((X_CACHE, header::HeaderValue::from_static("HIT")))
+            .finish());
+    }
     Ok(HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/json"),
         ))
+        .insert_header((header::ETAG, etag.header_value()))
         .insert_header((X_CACHE, header::HeaderValue::from_static("HIT")))
         .body(value))
 }
 
-/// Documents the conditional-write headers that `write_condition` reads.
-struct WriteConditions;
+/// Documents the conditional headers that `Preconditions` reads.
+struct ConditionHeaders;
 
-impl IntoParams for WriteConditions {
+impl IntoParams for ConditionHeaders {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        let star = || {
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .enum_values(Some(["*"]))
-        };
-        let header = |name: &str, description: &str| {
-            ParameterBuilder::new()
-                .name(name)
-                .parameter_in(ParameterIn::Header)
-                .required(Required::False)
-                .description(Some(description))
-                .schema(Some(star()))
-                .build()
-        };
         vec![
-            header(
-                "If-None-Match",
-                "`*`: write only if the key is absent (SET NX); otherwise 412.",
-            ),
-            header(
+            condition_header(
                 "If-Match",
-                "`*`: write only if the key exists (SET XX); otherwise 412.",
+                "`*` or a list of entity tags: change the key only if it exists and its current ETag is one of them (strong comparison: `W/` tags never match); otherwise 412. Checked atomically with the change.",
+            ),
+            condition_header(
+                "If-None-Match",
+                "`*`: write only if the key is absent; a list of entity tags: write unless the current value has one of them (weak comparison); otherwise 412.",
             ),
         ]
     }
 }
 
-/// `If-None-Match: *` writes only an absent key, `If-Match: *` only a present one. Both
-/// together can never hold (RFC 9110 evaluates If-Match, then If-None-Match): `None`.
-fn write_condition(headers: &HeaderMap) -> Result<Option<WriteCondition>, ApiError> {
-    let star = |name: header::HeaderName| -> Result<bool, ApiError> {
-        match headers.get(&name) {
-            None => Ok(false),
-            Some(v) if v.as_bytes().trim_ascii() == b"*" => Ok(true),
-            Some(_) => Err(ApiError::invalid_request(format!(
-                "{name} supports only the value *; cachegate keeps no entity tags"
-            ))),
-        }
-    };
-    match (star(header::IF_NONE_MATCH)?, star(header::IF_MATCH)?) {
-        (true, true) => Ok(None),
-        (true, false) => Ok(Some(WriteCondition::IfAbsent)),
-        (false, true) => Ok(Some(WriteCondition::IfPresent)),
-        (false, false) => Ok(Some(WriteCondition::Always)),
+/// Documents `If-None-Match` on reads.
+struct ReadConditions;
+
+impl IntoParams for ReadConditions {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![condition_header(
+            "If-None-Match",
+            "`*` or a list of entity tags: when one matches the current value (weak comparison), the answer is 304 Not Modified with the ETag and no body.",
+        )]
     }
+}
+
+fn condition_header(name: &str, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .examples(["*", "\"3f2a9c0d8e7b6a5f4e3d2c1b0a998877\""]),
+        ))
+        .build()
 }
 
 /// Write a value
 ///
 /// Stores any JSON value under the key, exactly as sent, for `ttl` seconds (`REDIS_TTL`
-/// when absent). `If-None-Match: *` writes only when the key is absent (SET NX),
-/// `If-Match: *` only when it is present (SET XX); when the condition fails nothing is
-/// written and the answer is `412 precondition_failed`.
+/// when absent), and answers its `ETag`. Compare-and-set: `If-Match: "<etag>"` writes only
+/// if the value is unchanged since it was read (atomically, even against programs writing
+/// Redis directly); `If-None-Match: *` only when the key is absent, `If-Match: *` only when
+/// it is present. When a condition fails nothing is written and the answer is
+/// `412 precondition_failed` with the current `ETag`: read again, and retry.
 #[utoipa::path(
     put,
     path = "/v1/cache/{key}",
@@ -264,7 +293,7 @@ fn write_condition(headers: &HeaderMap) -> Result<Option<WriteCondition>, ApiErr
     params(
         PathKey,
         WriteParams,
-        WriteConditions,
+        ConditionHeaders,
     ),
     request_body(
         description = "Any JSON value, at most CACHE_MAX_VALUE_BYTES (default 1 MiB), sent as application/json or application/*+json.",
@@ -274,6 +303,7 @@ fn write_condition(headers: &HeaderMap) -> Result<Option<WriteCondition>, ApiErr
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Written.",
+            headers(("ETag" = String, description = "The entity tag of the value written.")),
             links(
                 ("GetValue" = (operation_id = "get_value", parameters(("key" = "$request.path.key")),
                     description = "Read the value just written.")),
@@ -287,17 +317,18 @@ fn write_condition(headers: &HeaderMap) -> Result<Option<WriteCondition>, ApiErr
                 ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key is empty"}}))),
                 ("invalid_ttl" = (summary = "invalid_ttl", value = json!({"error": {"code": "invalid_ttl", "message": "ttl must be a whole number of seconds from 1 to 2592000"}}))),
                 ("invalid_json" = (summary = "invalid_json", value = json!({"error": {"code": "invalid_json", "message": "the body is not valid JSON: EOF while parsing an object at line 1 column 1"}}))),
-                ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "if-none-match supports only the value *; cachegate keeps no entity tags"}}))),
+                ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "if-match must be * or a comma-separated list of entity tags such as \"abc\" or W/\"abc\""}}))),
             )),
-        (status = 412, description = "The If-None-Match or If-Match condition failed (both together never hold); nothing was written.", body = ErrorBody,
-            example = json!({"error": {"code": "precondition_failed", "message": "nothing was written: the key already exists (If-None-Match: *)"}})),
+        (status = 412, description = "The If-Match or If-None-Match condition failed (RFC 9110 order); nothing was written. Carries the current ETag when the key exists.", body = ErrorBody,
+            headers(("ETag" = String, description = "The current entity tag, when the key exists.")),
+            example = json!({"error": {"code": "precondition_failed", "message": "nothing was changed: the value has changed (If-Match)"}})),
         BodyErrors,
         AuthErrors,
         BackendErrors,
     )
 )]
 pub async fn put_value(
-    caller: Caller,
+    caller: Caller<Write>,
     key: PathKey,
     params: web::Query<WriteParams>,
     req: HttpRequest,
@@ -305,7 +336,7 @@ pub async fn put_value(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ttl = parse_ttl(params.ttl.as_deref(), &state)?.unwrap_or(state.limits.default_ttl);
-    let condition = write_condition(req.headers())?;
+    let preconditions = Preconditions::from_headers(req.headers())?;
     let body = read_json_body(
         &req,
         payload,
@@ -314,41 +345,108 @@ pub async fn put_value(
     )
     .await?;
     check_value(&body)?;
-    let Some(condition) = condition else {
-        return Err(precondition_failed(
-            "If-Match: * and If-None-Match: * cannot both hold",
-        ));
+    let (ks, key, store) = (&caller.keyspace, &key.0, &state.store);
+    let condition = match preconditions.write_plan() {
+        WritePlan::Unconditional => WriteCondition::Always,
+        WritePlan::IfAbsent => WriteCondition::IfAbsent,
+        WritePlan::IfPresent => WriteCondition::IfPresent,
+        WritePlan::CompareAndSet => {
+            compare_and_set(store, ks, key, &preconditions, &body, ttl).await?;
+            return Ok(written(&body));
+        }
     };
-    let written = state
-        .store
-        .set(&caller.keyspace, &key.0, &body, ttl, condition)
+    let done = store
+        .set(ks, key, &body, ttl, condition)
         .await
         .map_err(store_error)?;
-    if !written {
+    if !done {
         let why = match condition {
             WriteCondition::IfPresent => "the key does not exist (If-Match: *)",
             _ => "the key already exists (If-None-Match: *)",
         };
-        return Err(precondition_failed(why));
+        return Err(failed_with_current_tag(store, ks, key, why).await);
     }
-    Ok(HttpResponse::NoContent().finish())
+    Ok(written(&body))
 }
 
-fn precondition_failed(why: &str) -> ApiError {
+/// `204` with the ETag of what was written.
+fn written(body: &[u8]) -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::ETAG, ETag::of(body).header_value()))
+        .finish()
+}
+
+/// How often a conditional change is tried again when the value changed between the read
+/// and the write; every try re-evaluates the conditions on the new value.
+const CHANGE_ATTEMPTS: usize = 5;
+
+/// Reads the value, evaluates the preconditions on its ETag, and writes only if the value is
+/// still byte for byte what was read (see `scripts::SET_IF_UNCHANGED` for why).
+async fn compare_and_set(
+    store: &Store,
+    ks: &Keyspace,
+    key: &CacheKey,
+    preconditions: &Preconditions,
+    body: &[u8],
+    ttl: Ttl,
+) -> Result<(), ApiError> {
+    for _ in 0..CHANGE_ATTEMPTS {
+        let current = store.get(ks, key, None).await.map_err(store_error)?;
+        let tag = current.as_deref().map(ETag::of);
+        if let Err(why) = preconditions.allow_change(tag.as_ref()) {
+            return Err(with_tag(precondition_failed(why), tag));
+        }
+        if store
+            .set_if_unchanged(ks, key, current.as_deref(), body, ttl)
+            .await
+            .map_err(store_error)?
+        {
+            return Ok(());
+        }
+    }
+    Err(contended())
+}
+
+fn contended() -> ApiError {
     ApiError::new(
-        ErrorCode::PreconditionFailed,
-        format!("nothing was written: {why}"),
+        ErrorCode::BackendUnavailable,
+        "the value kept changing while the conditional request was evaluated; nothing was changed, try again",
     )
+}
+
+/// A `412` carrying the key's current ETag, read for the purpose (the single-command `*`
+/// forms do not read the value).
+async fn failed_with_current_tag(
+    store: &Store,
+    ks: &Keyspace,
+    key: &CacheKey,
+    why: &str,
+) -> ApiError {
+    let tag = store
+        .get(ks, key, None)
+        .await
+        .ok()
+        .flatten()
+        .map(|v| ETag::of(&v));
+    with_tag(precondition_failed(why), tag)
+}
+
+fn with_tag(error: ApiError, tag: Option<ETag>) -> ApiError {
+    match tag {
+        Some(tag) => error.with_header(header::ETAG, tag.header_value()),
+        None => error,
+    }
 }
 
 /// Delete a key
 ///
-/// Removes the key and its value.
+/// Removes the key and its value. With `If-Match` (a list of entity tags, or `*`) only when
+/// the key exists and its current ETag is in the list, atomically with the check; else `412`.
 #[utoipa::path(
     delete,
     path = "/v1/cache/{key}",
     tag = "cache",
-    params(PathKey),
+    params(PathKey, ConditionHeaders),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted.",
@@ -363,26 +461,60 @@ fn precondition_failed(why: &str) -> ApiError {
             )),
         (status = 404, description = "The key did not exist.", body = ErrorBody,
             example = json!({"error": {"code": "key_not_found", "message": "no value is cached under key 'user:1'"}})),
+        (status = 412, description = "If-Match failed (also for an absent key: the precondition is checked before existence); nothing was deleted. Carries the current ETag when the key exists.", body = ErrorBody,
+            headers(("ETag" = String, description = "The current entity tag, when the key exists.")),
+            example = json!({"error": {"code": "precondition_failed", "message": "nothing was changed: the value has changed (If-Match)"}})),
         AuthErrors,
         BackendErrors,
     )
 )]
 pub async fn delete_value(
-    caller: Caller,
+    caller: Caller<Write>,
     key: PathKey,
     _: web::Query<NoParams>,
+    req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if state
-        .store
-        .delete(&caller.keyspace, &key.0)
-        .await
-        .map_err(store_error)?
-    {
+    let preconditions = Preconditions::from_headers(req.headers())?;
+    let (ks, key, store) = (&caller.keyspace, &key, &state.store);
+    if !preconditions.is_empty() {
+        delete_if(store, ks, &key.0, &preconditions).await?;
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    if store.delete(ks, &key.0).await.map_err(store_error)? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::key_not_found(key.0.as_str()))
     }
+}
+
+/// Deletes only when the preconditions hold on the current value (an absent key fails
+/// `If-Match`: the precondition is checked before existence), atomically with the check.
+async fn delete_if(
+    store: &Store,
+    ks: &Keyspace,
+    key: &CacheKey,
+    preconditions: &Preconditions,
+) -> Result<(), ApiError> {
+    for _ in 0..CHANGE_ATTEMPTS {
+        let current = store.get(ks, key, None).await.map_err(store_error)?;
+        let tag = current.as_deref().map(ETag::of);
+        if let Err(why) = preconditions.allow_change(tag.as_ref()) {
+            return Err(with_tag(precondition_failed(why), tag));
+        }
+        let Some(current) = current else {
+            // Only If-None-Match held, on an absent key: nothing to delete.
+            return Err(ApiError::key_not_found(key.as_str()));
+        };
+        if store
+            .delete_if_unchanged(ks, key, &current)
+            .await
+            .map_err(store_error)?
+        {
+            return Ok(());
+        }
+    }
+    Err(contended())
 }
 
 /// Seconds left; null for a key without expiry.
@@ -416,7 +548,7 @@ pub struct TtlBody {
     )
 )]
 pub async fn get_ttl(
-    caller: Caller,
+    caller: Caller<Read>,
     key: PathKey,
     _: web::Query<NoParams>,
     state: web::Data<AppState>,
@@ -474,7 +606,7 @@ pub struct TtlUpdate<'a> {
     )
 )]
 pub async fn put_ttl(
-    caller: Caller,
+    caller: Caller<Write>,
     key: PathKey,
     _: web::Query<NoParams>,
     req: HttpRequest,
@@ -573,7 +705,7 @@ fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
     )
 )]
 pub async fn list_keys(
-    caller: Caller,
+    caller: Caller<Read>,
     params: web::Query<ListParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -637,7 +769,7 @@ pub struct Deleted {
     )
 )]
 pub async fn delete_matching(
-    caller: Caller,
+    caller: Caller<Write>,
     params: web::Query<DeleteParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::{web, HttpResponse};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::auth::Caller;
+use crate::auth::{AnyToken, Caller};
 use crate::openapi::AuthErrors;
 use crate::state::AppState;
 
@@ -62,7 +62,7 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
             example = json!({"error": {"code": "internal", "message": "internal error; see the service log"}})),
     )
 )]
-pub async fn get_metrics(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
+pub async fn get_metrics(_caller: Caller<AnyToken>, state: web::Data<AppState>) -> HttpResponse {
     let pool = state.store.pool_status();
     metrics::gauge!("cachegate_pool_max_size").set(pool.max_size as f64);
     metrics::gauge!("cachegate_pool_size").set(pool.size as f64);

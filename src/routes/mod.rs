@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod cache;
+pub mod conditions;
 pub mod docs;
 pub mod health;
 pub mod metrics;

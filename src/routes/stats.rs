@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, RedisWide};
 use crate::config::Topology;
 use crate::error::ErrorBody;
 use crate::openapi::AuthErrors;
@@ -99,7 +99,7 @@ pub struct ConfigStats {
     )
 )]
 pub async fn get_stats(
-    _caller: Caller,
+    _caller: Caller<RedisWide>,
     _: web::Query<crate::routes::NoParams>,
     state: web::Data<AppState>,
 ) -> HttpResponse {

@@ -20,6 +20,7 @@ mod health;
 pub mod info;
 mod lanes;
 mod link;
+pub mod names;
 mod scripts;
 mod sentinel;
 mod standalone;
@@ -223,6 +224,51 @@ impl Store {
         Ok(reply.is_some())
     }
 
+    /// Writes `value` only if the key still holds `expected` (None: only if it is absent),
+    /// atomically; false when it changed since it was read.
+    pub async fn set_if_unchanged(
+        &self,
+        ks: &Keyspace,
+        key: &CacheKey,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        ttl: Ttl,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = scripts::SET_IF_UNCHANGED.key(ks.redis_key(key.as_str()));
+        match expected {
+            Some(bytes) => invocation.arg("1").arg(bytes),
+            None => invocation.arg("0").arg(""),
+        };
+        invocation.arg(value).arg(ttl.seconds());
+        let invocation = &invocation;
+        let written: i64 = self
+            .lanes
+            .run(Op::write("set_if_unchanged"), |mut link| async move {
+                invocation.invoke_async(&mut link).await
+            })
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// Deletes the key only if it still holds `expected`, atomically; false otherwise.
+    pub async fn delete_if_unchanged(
+        &self,
+        ks: &Keyspace,
+        key: &CacheKey,
+        expected: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut invocation = scripts::DELETE_IF_UNCHANGED.key(ks.redis_key(key.as_str()));
+        invocation.arg(expected);
+        let invocation = &invocation;
+        let deleted: i64 = self
+            .lanes
+            .run(Op::write("delete_if_unchanged"), |mut link| async move {
+                invocation.invoke_async(&mut link).await
+            })
+            .await?;
+        Ok(deleted == 1)
+    }
+
     /// UNLINK one key; false when it was absent.
     pub async fn delete(&self, ks: &Keyspace, key: &CacheKey) -> Result<bool, StoreError> {
         let removed: u64 = self
@@ -289,15 +335,12 @@ impl Store {
         if self.is_cluster() {
             return self.get_many_in_slots(&redis_keys, max_bytes).await;
         }
-        let mut invocation = scripts::BOUNDED_MGET.prepare_invoke();
-        for key in &redis_keys {
-            invocation.key(key);
-        }
-        invocation.arg(max_bytes);
-        let invocation = &invocation;
+        let limit = max_bytes.to_string();
+        let (keys, args) = (&redis_keys, [limit.as_bytes()]);
+        let args = &args;
         self.lanes
             .run(Op::read("mget"), |mut link| async move {
-                invocation.invoke_async(&mut link).await
+                scripts::BOUNDED_MGET.invoke(&mut link, keys, args).await
             })
             .await
     }
@@ -510,7 +553,11 @@ impl Store {
             let (next_scan, raw) = self
                 .scan_step(node.map(|p| &p.address), position.scan, &redis_pattern)
                 .await?;
-            let mut step_keys: Vec<String> = raw.iter().filter_map(|k| ks.client_key(k)).collect();
+            let mut step_keys: Vec<String> = raw
+                .iter()
+                .filter(|k| !names::is_internal(k))
+                .filter_map(|k| ks.client_key(k))
+                .collect();
             step_keys.sort_unstable();
             step_keys.dedup();
             if let Some(after) = &position.after {
@@ -580,7 +627,8 @@ impl Store {
         let mut cursor = 0;
         let mut deleted = 0;
         loop {
-            let (next, batch) = self.scan_step(node, cursor, redis_pattern).await?;
+            let (next, mut batch) = self.scan_step(node, cursor, redis_pattern).await?;
+            batch.retain(|k| !names::is_internal(k));
             if !batch.is_empty() {
                 let removed: u64 = self
                     .query(Op::write("unlink_many"), redis::cmd("UNLINK").arg(&batch))

@@ -2,18 +2,58 @@
 //! data atomically. Every script touches the keys it is given only (one hash slot in a
 //! cluster). redis-rs sends EVALSHA and loads a script on NOSCRIPT.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
-use redis::Script;
+use redis::aio::ConnectionLike;
+use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind};
+
+/// A script that only reads, run with `EVALSHA_RO` (Redis 7): unlike EVALSHA, it is served
+/// while Redis pauses writes (`CLIENT PAUSE ... WRITE`) and on replicas.
+pub struct ReadOnlyScript {
+    source: &'static str,
+    hash: OnceLock<String>,
+}
+
+impl ReadOnlyScript {
+    const fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            hash: OnceLock::new(),
+        }
+    }
+
+    fn hash(&self) -> &str {
+        self.hash
+            .get_or_init(|| Script::new(self.source).get_hash().to_string())
+    }
+
+    /// Runs the script; loads it with `EVAL_RO` when Redis does not know it yet.
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        link: &mut impl ConnectionLike,
+        keys: &[Vec<u8>],
+        args: &[&[u8]],
+    ) -> Result<T, RedisError> {
+        let call = |command: &str, body: &str| {
+            let mut cmd = redis::cmd(command);
+            cmd.arg(body).arg(keys.len()).arg(keys).arg(args);
+            cmd
+        };
+        match call("EVALSHA_RO", self.hash()).query_async(link).await {
+            Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                call("EVAL_RO", self.source).query_async(link).await
+            }
+            other => other,
+        }
+    }
+}
 
 /// A batch read that refuses to read more than ARGV[1] bytes: the lengths of the strings
 /// under KEYS are summed first (keys of other types count 0, as MGET answers them nil), and
 /// nil comes back instead of the values when they exceed the limit, so a huge batch is never
 /// read into Redis's reply buffer or cachegate's memory.
-pub static BOUNDED_MGET: LazyLock<Script> = LazyLock::new(|| {
-    // Declared read-only (Redis 7): it runs while Redis pauses writes, and on replicas.
-    Script::new(
-        r"#!lua flags=no-writes
+pub static BOUNDED_MGET: ReadOnlyScript = ReadOnlyScript::new(
+    r"#!lua flags=no-writes
 local limit = tonumber(ARGV[1])
 local total = 0
 for _, key in ipairs(KEYS) do
@@ -23,8 +63,7 @@ for _, key in ipairs(KEYS) do
 end
 return redis.call('MGET', unpack(KEYS))
 ",
-    )
-});
+);
 
 /// EXPIRE only for a string: -2 when the key is absent, -3 when it holds another type (data
 /// cachegate did not write and must not make expire), else EXPIRE's answer.
@@ -35,6 +74,41 @@ local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind == 'none' then return -2 end
 if kind ~= 'string' then return -3 end
 return redis.call('EXPIRE', KEYS[1], ARGV[1])
+",
+    )
+});
+
+/// Compare-and-set: writes ARGV[3] with EX ARGV[4] only if the key still holds exactly what
+/// the caller read: ARGV[2] when ARGV[1] is `1`, nothing when it is `0`. 1 written, 0 not.
+///
+/// Why this design (issue 13): Redis 7.0 has neither `SET IFEQ` nor `DIGEST`, and WATCH/MULTI
+/// cannot be used on shared multiplexed connections. So a conditional write reads the value
+/// (the caller evaluates the ETags), then this script writes only if the bytes are unchanged:
+/// one extra round trip, paid by conditional writes alone, with no extra key and the value
+/// still plain JSON. Comparing the bytes rather than a digest needs no hash in Lua and leaves
+/// no collision to argue about; the price is sending the old value back (at most
+/// CACHE_MAX_VALUE_BYTES). The key is the script's only key: one hash slot in a cluster.
+pub static SET_IF_UNCHANGED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if current ~= ARGV[2] then return 0 end
+elseif current then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+return 1
+",
+    )
+});
+
+/// Deletes the key only if it still holds exactly ARGV[1]. 1 deleted, 0 not.
+pub static DELETE_IF_UNCHANGED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('UNLINK', KEYS[1])
 ",
     )
 });
