@@ -19,6 +19,13 @@ use crate::error::{ApiError, ErrorCode};
 use crate::keys::Keyspace;
 use crate::state::AppState;
 
+/// The token `.env.example` ships with: refused, so that a copied example never guards a
+/// real cache.
+const PLACEHOLDER_TOKEN: &str = "change-me-to-a-long-random-token";
+
+/// Tokens shorter than this get a WARN at start: short ones can be guessed.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
 /// What a token may do.
 #[derive(Debug, Clone)]
 struct Scope {
@@ -121,6 +128,20 @@ impl Access {
             mode,
             default_scope,
         })
+    }
+
+    /// The positions (from 1) of the configured entries whose token is shorter than
+    /// `MIN_TOKEN_CHARS`.
+    pub fn short_tokens(&self) -> Vec<usize> {
+        match &self.mode {
+            Mode::Tokens(entries) => entries
+                .iter()
+                .enumerate()
+                .filter(|(_, entry)| entry.token.len() < MIN_TOKEN_CHARS)
+                .map(|(index, _)| index + 1)
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// A one-line description of the mode, logged at start.
@@ -281,6 +302,11 @@ fn parse_entries(text: &str, source: &str, keyspace: &Keyspace) -> Result<Vec<To
                 return Err(bad("a namespace is made of A-Z a-z 0-9 _ . -"));
             }
         }
+        if token == PLACEHOLDER_TOKEN {
+            return Err(bad(
+                "it is the placeholder token of .env.example, which anyone can read: generate a token, e.g. with `openssl rand -hex 32`",
+            ));
+        }
         if entries.iter().any(|e| *e.token == *token.as_bytes()) {
             return Err(bad("the same token appears twice"));
         }
@@ -310,6 +336,31 @@ mod tests {
 
     fn parse(text: &str) -> Result<Vec<TokenEntry>, String> {
         parse_from(text, "CACHE_AUTH_TOKENS")
+    }
+
+    #[test]
+    fn the_placeholder_of_the_example_is_refused_without_being_shown() {
+        let err = parse("good-token-0123456789,change-me-to-a-long-random-token:ro")
+            .err()
+            .unwrap();
+        assert!(
+            err.contains("entry 2") && err.contains("openssl rand -hex 32"),
+            "{err}"
+        );
+        assert!(!err.contains(PLACEHOLDER_TOKEN), "{err}");
+    }
+
+    #[test]
+    fn short_tokens_are_found_by_position() {
+        let config = AuthConfig {
+            tokens: Some(crate::config::Secret::new(
+                "0123456789abcdef,short:ro,tiny@ns",
+            )),
+            source: "CACHE_AUTH_TOKENS",
+            disabled: false,
+        };
+        let access = Access::from_config(&config, &Keyspace::new("p:")).unwrap();
+        assert_eq!(access.short_tokens(), vec![2, 3]);
     }
 
     #[test]

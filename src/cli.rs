@@ -17,6 +17,9 @@ USAGE:
     cachegate --version    print the version
     cachegate --help       print this help
 
+ACCESS: with no token configured, only loopback clients (127.0.0.1, ::1) are served, even
+though it listens on 0.0.0.0: set CACHE_AUTH_TOKENS to serve other hosts.
+
 ENVIRONMENT (empty counts as unset):
     REDIS_URL                 redis:// or rediss:// URL; wins over the five below
     REDIS_HOST                Redis host [localhost]
@@ -36,6 +39,7 @@ ENVIRONMENT (empty counts as unset):
     CACHE_MAX_BATCH_BYTES     largest batch body [16777216]
     CACHE_MAX_TTL             longest TTL in seconds [2592000]
     CACHE_AUTH_TOKENS         access tokens: TOKEN, TOKEN:ro, TOKEN@NS, TOKEN@NS:ro, comma-separated
+                              [none: loopback clients only] (generate: openssl rand -hex 32)
     CACHE_AUTH_TOKENS_FILE    a file of token entries (commas or lines; # comments)
     CACHE_AUTH                `disabled`: serve every client without tokens
     CACHE_LOG_FORMAT          json or pretty [pretty on a terminal, else json]

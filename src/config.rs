@@ -662,6 +662,14 @@ fn topology(env: &RedisEnv) -> Result<Topology, ConfigError> {
             )?,
         }),
         Some("sentinel") => {
+            // Both missing: name both, so one start tells the whole story.
+            if env.sentinels.is_none() && env.sentinel_master.is_none() {
+                return Err(ConfigError(format!(
+                    "REDIS_SENTINELS and REDIS_SENTINEL_MASTER are required with REDIS_MODE=sentinel: REDIS_SENTINELS accepts {}; REDIS_SENTINEL_MASTER accepts {}",
+                    accepts("REDIS_SENTINELS"),
+                    accepts("REDIS_SENTINEL_MASTER")
+                )));
+            }
             let sentinels = parse_nodes(
                 "REDIS_SENTINELS",
                 &required("REDIS_SENTINELS", &env.sentinels)?,

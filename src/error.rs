@@ -35,6 +35,33 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code as the contract spells it (`key_not_found`), as serde writes it.
+    pub fn name(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidKey => "invalid_key",
+            InvalidTtl => "invalid_ttl",
+            InvalidJson => "invalid_json",
+            InvalidPattern => "invalid_pattern",
+            InvalidRequest => "invalid_request",
+            CrossSlot => "cross_slot",
+            Unauthorized => "unauthorized",
+            Forbidden => "forbidden",
+            KeyNotFound => "key_not_found",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            WrongType => "wrong_type",
+            NotJson => "not_json",
+            PreconditionFailed => "precondition_failed",
+            RequestTimeout => "request_timeout",
+            PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            BackendUnavailable => "backend_unavailable",
+            BackendTimeout => "backend_timeout",
+            Internal => "internal",
+        }
+    }
+
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
@@ -194,6 +221,34 @@ impl ResponseError for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_the_serialized_codes() {
+        use ErrorCode::*;
+        let all = [
+            InvalidKey,
+            InvalidTtl,
+            InvalidJson,
+            InvalidPattern,
+            InvalidRequest,
+            Unauthorized,
+            Forbidden,
+            KeyNotFound,
+            NotFound,
+            MethodNotAllowed,
+            WrongType,
+            NotJson,
+            PreconditionFailed,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            BackendUnavailable,
+            BackendTimeout,
+            Internal,
+        ];
+        for code in all {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.name());
+        }
+    }
 
     #[test]
     fn codes_serialize_as_snake_case() {

@@ -96,6 +96,9 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>), String> {
         tracing::warn!("{warning}");
     }
     let state = web::Data::new(AppState::new(config)?);
+    let document = web::Data::new(routes::docs::ApiDocument(
+        crate::openapi::document_json().into(),
+    ));
     tracing::info!(mode = %state.access.describe(), "access control");
     tracing::info!(
         mode = state.config.redis.topology.name(),
@@ -108,6 +111,7 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>), String> {
         state.store.warm_up();
         App::new()
             .app_data(state.clone())
+            .app_data(document.clone())
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(web::PathConfig::default().error_handler(path_error))
             .configure(routes::configure)

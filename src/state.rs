@@ -79,6 +79,16 @@ impl AppState {
         let store = Store::new(&config.redis, config.slow_threshold)?;
         let keyspace = Keyspace::new(&config.key_prefix);
         let access = Access::from_config(&config.auth, &keyspace).map_err(|e| e.to_string())?;
+        let short = access.short_tokens();
+        if !short.is_empty() {
+            // Positions only: a token never reaches the log.
+            tracing::warn!(
+                source = config.auth.source,
+                entries = ?short,
+                "access tokens shorter than {} characters are easy to guess; generate long ones, e.g. with `openssl rand -hex 32`",
+                crate::auth::MIN_TOKEN_CHARS
+            );
+        }
         Ok(Self {
             store,
             limits: Limits {

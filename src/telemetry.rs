@@ -23,7 +23,9 @@ use crate::error::{ApiError, ErrorCode};
 use crate::routes::RouteTemplate;
 use crate::state::AppState;
 
+mod json_line;
 mod span_fields;
+use json_line::FlatJson;
 use span_fields::SpanFieldsJson;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -49,22 +51,14 @@ pub fn init(format: Option<LogFormat>) -> WorkerGuard {
     // write, instead of one write per request under load.
     let (writer, guard) =
         tracing_appender::non_blocking(std::io::BufWriter::new(std::io::stdout()));
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // tracing-actix-web logs the Debug form of every error response (4xx at WARN): keys and
-    // fragments of bodies. The request's own line carries the error code instead.
-    let filter = match "tracing_actix_web::middleware=off".parse() {
-        Ok(quiet) => filter.add_directive(quiet),
-        Err(_) => filter,
-    };
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
     let installed = match format {
         LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
             .fmt_fields(SpanFieldsJson)
+            .event_format(FlatJson)
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
@@ -72,6 +66,34 @@ pub fn init(format: Option<LogFormat>) -> WorkerGuard {
         eprintln!("a global tracing subscriber was already installed; keeping it");
     }
     guard
+}
+
+/// The levels: `RUST_LOG`, else `info`, with two quiet defaults that an explicit directive
+/// for the same target in `RUST_LOG` overrides.
+fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    // tracing-actix-web logs the Debug form of every error response (4xx at WARN): keys and
+    // fragments of bodies. The request's own line carries the error code instead.
+    // actix-server announces its workers, the runtime and the listener at INFO: three lines
+    // for what "cachegate listening" says once.
+    const QUIET: [(&str, &str); 2] = [
+        (
+            "tracing_actix_web::middleware",
+            "tracing_actix_web::middleware=off",
+        ),
+        ("actix_server", "actix_server=warn"),
+    ];
+    let rust_log = rust_log.map(str::trim).filter(|v| !v.is_empty());
+    let mut filter =
+        EnvFilter::try_new(rust_log.unwrap_or("info")).unwrap_or_else(|_| EnvFilter::new("info"));
+    for (target, directive) in QUIET {
+        if rust_log.is_some_and(|v| v.contains(target)) {
+            continue;
+        }
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
 }
 
 /// A caller's id is kept when it is 1 to 128 visible ASCII characters.
@@ -223,58 +245,69 @@ impl RootSpanBuilder for RequestSpan {
     ) {
         match outcome {
             Ok(response) => {
+                // The route is known only now. It goes on the line, not into the span: with
+                // JSON logs, recording a span field re-writes all of them.
+                let route = route_label(response.request());
+                let probe = is_probe(route);
+                if !access_log_enabled(probe) {
+                    return;
+                }
                 let latency_ms = response
                     .request()
                     .extensions()
                     .get::<Arrival>()
                     .map_or(0.0, |a| a.0.elapsed().as_secs_f64() * 1000.0);
                 let status = response.status().as_u16();
-                let error = response_error_code(response.response());
-                // The route is known only now. It goes on the line, not into the span: with
-                // JSON logs, recording a span field re-parses and re-writes all of them.
-                let route = route_label(response.request());
-                span.in_scope(|| {
-                    tracing::info!(
-                        route,
-                        status,
-                        latency_ms,
-                        error = error.as_deref(),
-                        "request finished"
-                    )
-                });
+                // A miss is an answer, not a failure: its code is a field like the status.
+                let code = response_error_code(response.response());
+                let _entered = span.enter();
+                if probe {
+                    tracing::debug!(route, status, latency_ms, code, "request finished");
+                } else {
+                    tracing::info!(route, status, latency_ms, code, "request finished");
+                }
             }
             Err(err) => {
                 let status = err.as_response_error().status_code().as_u16();
-                let error = error_code(Some(err));
-                span.in_scope(|| {
-                    tracing::info!(status, error = error.as_deref(), "request failed")
-                });
+                let code = error_code(Some(err));
+                let _entered = span.enter();
+                tracing::info!(status, code, "request failed");
             }
         }
     }
 }
 
+/// Health checks and scrapes come every few seconds: their lines are DEBUG, so that the
+/// INFO log holds the requests of the service's users.
+fn is_probe(route: &str) -> bool {
+    matches!(
+        route,
+        crate::routes::HEALTH | crate::routes::READY | crate::routes::METRICS
+    )
+}
+
+/// Whether a request's line would be written at all, asked before its fields are gathered.
+fn access_log_enabled(probe: bool) -> bool {
+    if probe {
+        tracing::enabled!(tracing::Level::DEBUG)
+    } else {
+        tracing::enabled!(tracing::Level::INFO)
+    }
+}
+
 /// The contract's code of an error (`key_not_found`), never its message, which can hold a
 /// key or part of a body.
-fn error_code(error: Option<&actix_web::Error>) -> Option<String> {
-    code_name(error?.as_error::<ApiError>()?.code)
+fn error_code(error: Option<&actix_web::Error>) -> Option<&'static str> {
+    Some(error?.as_error::<ApiError>()?.code.name())
 }
 
 /// The code of an error response: every response made from an `ApiError` carries its code
 /// in its extensions, however it was built.
-fn response_error_code<B>(response: &HttpResponse<B>) -> Option<String> {
+fn response_error_code<B>(response: &HttpResponse<B>) -> Option<&'static str> {
     response
         .extensions()
         .get::<ErrorCode>()
-        .copied()
-        .and_then(code_name)
-}
-
-fn code_name(code: ErrorCode) -> Option<String> {
-    match serde_json::to_value(code) {
-        Ok(serde_json::Value::String(name)) => Some(name),
-        _ => None,
-    }
+        .map(|code| code.name())
 }
 
 #[cfg(test)]

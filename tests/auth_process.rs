@@ -53,12 +53,11 @@ impl Cachegate {
         format!("{}{}", self.read("stdout"), self.read("stderr"))
     }
 
-    /// The JSON log lines' `fields` objects.
+    /// The JSON log lines (their fields are at the top level).
     fn log_fields(&self) -> Vec<Value> {
         self.read("stdout")
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .map(|line| line["fields"].clone())
             .collect()
     }
 
@@ -133,7 +132,12 @@ async fn send(
 async fn tokens_never_reach_the_log_or_a_response() {
     let redis = RedisServer::start();
     let tokens = format!("{ADMIN},{READER}:ro,{TEAM}@team");
-    let mut app = Cachegate::spawn(&[("REDIS_URL", &redis.url()), ("CACHE_AUTH_TOKENS", &tokens)]);
+    // cachegate's DEBUG lines too: the /metrics requests below are logged at DEBUG.
+    let mut app = Cachegate::spawn(&[
+        ("REDIS_URL", &redis.url()),
+        ("CACHE_AUTH_TOKENS", &tokens),
+        ("RUST_LOG", "info,cachegate=debug"),
+    ]);
     let mode = app.wait_for("access control", "mode").await;
     assert!(mode.contains("bearer tokens required"), "{mode}");
     let base = format!(
@@ -255,4 +259,39 @@ async fn bad_token_settings_stop_the_start_naming_the_variable_not_the_token() {
         }
         assert_no_token("a start error", &output);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_placeholder_token_stops_the_start() {
+    let placeholder = "change-me-to-a-long-random-token";
+    let mut app = Cachegate::spawn(&[("CACHE_AUTH_TOKENS", placeholder)]);
+    let status = app.wait_for_exit().await;
+    let output = app.output();
+    assert!(!status.success(), "{output}");
+    assert!(
+        output.contains("CACHE_AUTH_TOKENS") && output.contains("openssl rand -hex 32"),
+        "{output}"
+    );
+    assert!(!output.contains(placeholder), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_tokens_get_a_warning_that_never_shows_them() {
+    let short = "Sh0rt-tok3n";
+    let tokens = format!("{ADMIN},{short}:ro");
+    let app = Cachegate::spawn(&[("CACHE_AUTH_TOKENS", &tokens)]);
+    app.wait_for("cachegate listening", "addr").await;
+    let warnings: Vec<Value> = app
+        .log_fields()
+        .into_iter()
+        .filter(|line| {
+            line["level"] == "WARN"
+                && line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("shorter than 16"))
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", app.output());
+    assert_eq!(warnings[0]["entries"], "[2]", "{}", warnings[0]);
+    assert!(!app.output().contains(short), "{}", app.output());
 }

@@ -1,19 +1,15 @@
 //! The cache endpoints through HTTP, against a real Redis: keys, values, TTLs, conditions,
-//! prefixes, listing, pattern deletion and batches.
+//! prefixes, listing, pattern deletion and batches. The tests that reach Redis run on every
+//! topology (`name::standalone`, `name::cluster`, `name::sentinel`); those that only check
+//! how a request is refused before Redis is asked run on a standalone server.
 
 mod common;
 
 use std::collections::HashSet;
 
+use common::topology::Topology;
 use common::{error_code, RedisServer, TestApp};
 use serde_json::{json, Value};
-
-fn ttl_in_redis(redis: &RedisServer, key: &str) -> i64 {
-    redis::cmd("TTL")
-        .arg(key)
-        .query(&mut redis.connection())
-        .unwrap()
-}
 
 fn exists_in_redis(redis: &RedisServer, key: &str) -> bool {
     redis::cmd("EXISTS")
@@ -30,10 +26,9 @@ fn raw_get(redis: &RedisServer, key: &str) -> Option<Vec<u8>> {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_value_round_trips_byte_for_byte() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
+on_every_topology!(a_value_round_trips_byte_for_byte);
+async fn a_value_round_trips_byte_for_byte(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
     let body = "{ \"name\" : \"Ada\",\n  \"tags\": [1, 2.5, null] }";
     assert_eq!(app.put("user:1", body).await.status(), 204);
     let response = app.get("user:1").await;
@@ -41,7 +36,7 @@ async fn a_value_round_trips_byte_for_byte() {
     assert_eq!(response.headers()["x-cache"], "HIT");
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(response.text().await.unwrap(), body);
-    assert_eq!(raw_get(&redis, "user:1").unwrap(), body.as_bytes());
+    assert_eq!(topology.raw_get("user:1").as_deref(), Some(body));
     let missing = app.get("user:2").await;
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.headers()["x-cache"], "MISS");
@@ -49,10 +44,9 @@ async fn a_value_round_trips_byte_for_byte() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_json_value_kind_is_accepted() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
+on_every_topology!(every_json_value_kind_is_accepted);
+async fn every_json_value_kind_is_accepted(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
     for (i, body) in [
         "42",
         "-1.5e3",
@@ -73,10 +67,9 @@ async fn every_json_value_kind_is_accepted() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_of_every_special_class_round_trip() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
+on_every_topology!(keys_of_every_special_class_round_trip);
+async fn keys_of_every_special_class_round_trip(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
     let keys = [
         "https://example.com/a?b=1",
         "a/b/c",
@@ -90,11 +83,7 @@ async fn keys_of_every_special_class_round_trip() {
         let body = format!("{{\"n\":{i}}}");
         assert_eq!(app.put(key, &body).await.status(), 204, "{key}");
         assert_eq!(app.get(key).await.text().await.unwrap(), body, "{key}");
-        assert_eq!(
-            raw_get(&redis, key).unwrap(),
-            body.as_bytes(),
-            "{key} in Redis"
-        );
+        assert_eq!(topology.raw_get(key), Some(body.clone()), "{key} in Redis");
     }
     // The contract's own example, percent-encoded by hand.
     let url = app.url("/v1/cache/https%3A%2F%2Fexample.com%2Fa%3Fb%3D1");
@@ -172,16 +161,15 @@ async fn invalid_keys_are_refused_and_nothing_is_written() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_expire_with_the_given_or_default_ttl() {
-    let redis = RedisServer::start();
-    let app = TestApp::start_with(&redis, &[("REDIS_TTL", "777")]).await;
+on_every_topology!(writes_expire_with_the_given_or_default_ttl);
+async fn writes_expire_with_the_given_or_default_ttl(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[("REDIS_TTL", "777")]).await;
     app.put("default", "1").await;
-    let ttl = ttl_in_redis(&redis, "default");
+    let ttl = topology.ttl_of("default");
     assert!((770..=777).contains(&ttl), "default TTL was {ttl}");
     let put = app.send_json("PUT", "/v1/cache/given?ttl=60", "1").await;
     assert_eq!(put.status(), 204);
-    assert!((55..=60).contains(&ttl_in_redis(&redis, "given")));
+    assert!((55..=60).contains(&topology.ttl_of("given")));
     app.stop().await;
 }
 
@@ -212,10 +200,9 @@ async fn invalid_ttls_are_refused_and_nothing_is_written() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_with_ttl_slides_the_expiry() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
+on_every_topology!(get_with_ttl_slides_the_expiry);
+async fn get_with_ttl_slides_the_expiry(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
     app.send_json("PUT", "/v1/cache/s?ttl=100", "\"v\"").await;
     let get = app
         .client
@@ -225,7 +212,7 @@ async fn get_with_ttl_slides_the_expiry() {
         .unwrap();
     assert_eq!(get.status(), 200);
     assert_eq!(get.text().await.unwrap(), "\"v\"");
-    assert!(ttl_in_redis(&redis, "s") > 4900);
+    assert!(topology.ttl_of("s") > 4900);
     let bad = app
         .client
         .get(app.url("/v1/cache/s?ttl=0"))
@@ -243,10 +230,9 @@ async fn get_with_ttl_slides_the_expiry() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn head_tells_whether_a_key_exists_without_a_body() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
+on_every_topology!(head_tells_whether_a_key_exists_without_a_body);
+async fn head_tells_whether_a_key_exists_without_a_body(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
     app.put("h", "{\"a\":1}").await;
     let hit = app.client.head(app.key_url("h")).send().await.unwrap();
     assert_eq!(hit.status(), 200);
@@ -274,17 +260,16 @@ async fn conditional_put(
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conditional_writes_follow_if_none_match_and_if_match() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
+on_every_topology!(conditional_writes_follow_if_none_match_and_if_match);
+async fn conditional_writes_follow_if_none_match_and_if_match(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
     let absent_only = ("if-none-match", "*");
     let present_only = ("if-match", "*");
     assert_eq!(
         conditional_put(&app, "c", present_only, "1").await.status(),
         412
     );
-    assert!(!exists_in_redis(&redis, "c"));
+    assert!(!topology.exists("c"));
     assert_eq!(
         conditional_put(&app, "c", absent_only, "1").await.status(),
         204
@@ -292,24 +277,23 @@ async fn conditional_writes_follow_if_none_match_and_if_match() {
     let refused = conditional_put(&app, "c", absent_only, "2").await;
     assert_eq!(refused.status(), 412);
     assert_eq!(error_code(refused).await, "precondition_failed");
-    assert_eq!(raw_get(&redis, "c").unwrap(), b"1");
+    assert_eq!(topology.raw_get("c").as_deref(), Some("1"));
     assert_eq!(
         conditional_put(&app, "c", present_only, "3").await.status(),
         204
     );
-    assert_eq!(raw_get(&redis, "c").unwrap(), b"3");
+    assert_eq!(topology.raw_get("c").as_deref(), Some("3"));
     let etag = conditional_put(&app, "c", ("if-match", "\"abc\""), "4").await;
     assert_eq!(error_code(etag).await, "precondition_failed");
     let malformed = conditional_put(&app, "c", ("if-match", "abc"), "4").await;
     assert_eq!(error_code(malformed).await, "invalid_request");
-    assert_eq!(raw_get(&redis, "c").unwrap(), b"3");
+    assert_eq!(topology.raw_get("c").as_deref(), Some("3"));
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_removes_a_key_once() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
+on_every_topology!(delete_removes_a_key_once);
+async fn delete_removes_a_key_once(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
     app.put("d", "1").await;
     let first = app.client.delete(app.key_url("d")).send().await.unwrap();
     assert_eq!(first.status(), 204);
@@ -329,10 +313,9 @@ async fn put_ttl(app: &TestApp, key: &str, content_type: &str, body: &str) -> re
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ttl_can_be_read_and_reset() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
+on_every_topology!(ttl_can_be_read_and_reset);
+async fn ttl_can_be_read_and_reset(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
     app.put("t", "1").await;
     let read = app
         .client
@@ -348,9 +331,9 @@ async fn ttl_can_be_read_and_reset() {
             .status(),
         204
     );
-    assert!((25..=30).contains(&ttl_in_redis(&redis, "t")));
+    assert!((25..=30).contains(&topology.ttl_of("t")));
 
-    redis.cli(&["SET", "forever", "{}"]);
+    topology.raw_set("forever", "{}");
     let forever = app
         .client
         .get(app.url("/v1/cache/forever/ttl"))
@@ -393,7 +376,7 @@ async fn ttl_can_be_read_and_reset() {
         415
     );
     assert!(
-        (25..=30).contains(&ttl_in_redis(&redis, "t")),
+        (25..=30).contains(&topology.ttl_of("t")),
         "a refused update changed the TTL"
     );
     app.stop().await;
@@ -469,13 +452,12 @@ async fn bodies_must_be_json_of_a_json_media_type_within_the_limit() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn values_written_by_other_programs_are_served_or_refused_honestly() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
-    redis.cli(&["SET", "json", "{\"from\": \"redis-cli\"}"]);
-    redis.cli(&["SET", "text", "not json"]);
-    redis.cli(&["LPUSH", "list", "a"]);
+on_every_topology!(values_written_by_other_programs_are_served_or_refused_honestly);
+async fn values_written_by_other_programs_are_served_or_refused_honestly(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
+    topology.raw_set("json", "{\"from\": \"redis-cli\"}");
+    topology.raw_set("text", "not json");
+    let _: i64 = topology.cmd("list", redis::cmd("LPUSH").arg("list").arg("a"));
     assert_eq!(
         app.get("json").await.text().await.unwrap(),
         "{\"from\": \"redis-cli\"}"
@@ -492,23 +474,27 @@ async fn values_written_by_other_programs_are_served_or_refused_honestly() {
             &json!({"keys": ["json", "text", "list", "none"]}),
         )
         .await;
+    assert_eq!(batch.status(), 200);
     let body: Value = batch.json().await.unwrap();
-    assert_eq!(body["found"], json!({"json": {"from": "redis-cli"}}));
+    assert_eq!(
+        body["found"],
+        json!({"json": {"from": "redis-cli"}}),
+        "{body}"
+    );
     assert_eq!(body["missing"], json!(["text", "list", "none"]));
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_prefix_with_glob_characters_confines_every_operation() {
-    let redis = RedisServer::start();
+on_every_topology!(a_prefix_with_glob_characters_confines_every_operation);
+async fn a_prefix_with_glob_characters_confines_every_operation(topology: Topology) {
     let prefix = "p*[x]:";
-    let app = TestApp::start_with(&redis, &[("CACHE_KEY_PREFIX", prefix)]).await;
+    let app = TestApp::start_on(&topology, &[("CACHE_KEY_PREFIX", prefix)]).await;
     app.put("mine", "1").await;
     app.put("also:mine", "2").await;
-    assert_eq!(raw_get(&redis, "p*[x]:mine").unwrap(), b"1");
+    assert_eq!(topology.raw_get("p*[x]:mine").as_deref(), Some("1"));
     // Keys an unescaped prefix glob would match, and keys outside any prefix.
     for foreign in ["pA[x]:mine", "pzzx:mine", "px:mine", "mine", "p*[x]"] {
-        redis.cli(&["SET", foreign, "0"]);
+        topology.raw_set(foreign, "0");
     }
     let list: Value = app
         .client
@@ -533,7 +519,7 @@ async fn a_prefix_with_glob_characters_confines_every_operation() {
         .unwrap();
     assert_eq!(deleted, json!({"deleted": 2}));
     for foreign in ["pA[x]:mine", "pzzx:mine", "px:mine", "mine", "p*[x]"] {
-        assert!(exists_in_redis(&redis, foreign), "{foreign} was deleted");
+        assert!(topology.exists(foreign), "{foreign} was deleted");
     }
     let stats: Value = app
         .client
@@ -548,28 +534,11 @@ async fn a_prefix_with_glob_characters_confines_every_operation() {
     app.stop().await;
 }
 
-fn preload(redis: &RedisServer, prefix: &str, count: usize) {
-    let mut connection = redis.connection();
-    for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
-        let mut pipe = redis::pipe();
-        for i in chunk {
-            pipe.cmd("SET")
-                .arg(format!("{prefix}{i}"))
-                .arg("1")
-                .arg("EX")
-                .arg(600)
-                .ignore();
-        }
-        pipe.query::<()>(&mut connection).unwrap();
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pattern_deletion_removes_exactly_the_matching_keys() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
-    preload(&redis, "del:", 20_000);
-    preload(&redis, "keep:", 20_000);
+on_every_topology!(pattern_deletion_removes_exactly_the_matching_keys);
+async fn pattern_deletion_removes_exactly_the_matching_keys(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
+    topology.preload("del:", 20_000);
+    topology.preload("keep:", 20_000);
     let response = app
         .client
         .delete(app.url("/v1/cache?pattern=del:*"))
@@ -581,12 +550,20 @@ async fn pattern_deletion_removes_exactly_the_matching_keys() {
         response.json::<Value>().await.unwrap(),
         json!({"deleted": 20_000})
     );
-    let dbsize: i64 = redis::cmd("DBSIZE").query(&mut redis.connection()).unwrap();
+    let dbsize: i64 = topology.key_count();
     assert_eq!(dbsize, 20_000);
-    let kept: i64 = redis::cmd("EXISTS")
-        .arg((0..20_000).map(|i| format!("keep:{i}")).collect::<Vec<_>>())
-        .query(&mut redis.connection())
-        .unwrap();
+    if let Topology::Cluster(cluster) = &topology {
+        for port in cluster.primary_ports() {
+            let kept: i64 = cluster.node(port).query(&redis::cmd("DBSIZE")).unwrap();
+            assert!(
+                kept > 5_000,
+                "primary {port} keeps {kept} keys: were they spread?"
+            );
+        }
+    }
+    let kept: i64 = topology.query(
+        redis::cmd("EXISTS").arg((0..20_000).map(|i| format!("keep:{i}")).collect::<Vec<_>>()),
+    );
     assert_eq!(kept, 20_000);
     for query in ["", "?pattern="] {
         let refused = app
@@ -636,12 +613,11 @@ async fn list_all(app: &TestApp, pattern: &str, limit: usize) -> Vec<String> {
     panic!("the listing never completed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listing_pages_through_every_key() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
-    preload(&redis, "item:", 2_500);
-    preload(&redis, "other:", 500);
+on_every_topology!(listing_pages_through_every_key);
+async fn listing_pages_through_every_key(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
+    topology.preload("item:", 2_500);
+    topology.preload("other:", 500);
     for limit in [1000, 100, 7] {
         let keys = list_all(&app, "item:*", limit).await;
         let unique: HashSet<&String> = keys.iter().collect();
@@ -680,10 +656,9 @@ async fn listing_pages_through_every_key() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_get_reads_many_keys() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
+on_every_topology!(batch_get_reads_many_keys);
+async fn batch_get_reads_many_keys(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
     app.put("a", "{\"v\": 1}").await;
     app.put("b", "[1, 2]").await;
     let response = app
@@ -727,14 +702,14 @@ async fn batch_get_reads_many_keys() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_set_stores_the_exact_text_of_each_value() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
+on_every_topology!(batch_set_stores_the_exact_text_of_each_value);
+async fn batch_set_stores_the_exact_text_of_each_value(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
+    // One hash tag: one slot, so the batch is all or nothing on a cluster too.
     let body = r#"{"entries": [
-        {"key": "x", "value":   { "a" : [1,  2] }  , "ttl": 60},
-        {"key": "y", "value": "s"},
-        {"key": "x", "value": 3, "ttl": null}
+        {"key": "{b}x", "value":   { "a" : [1,  2] }  , "ttl": 60},
+        {"key": "{b}y", "value": "s"},
+        {"key": "{b}x", "value": 3, "ttl": null}
     ]}"#;
     let response = app.send_json("POST", "/v1/batch/set", body).await;
     assert_eq!(response.status(), 200);
@@ -743,27 +718,29 @@ async fn batch_set_stores_the_exact_text_of_each_value() {
         json!({"written": 3})
     );
     assert_eq!(
-        raw_get(&redis, "x").unwrap(),
-        b"3",
+        topology.raw_get("{b}x").as_deref(),
+        Some("3"),
         "the last entry of a repeated key wins"
     );
-    assert_eq!(raw_get(&redis, "y").unwrap(), b"\"s\"");
+    assert_eq!(topology.raw_get("{b}y").as_deref(), Some("\"s\""));
     assert!(
-        ttl_in_redis(&redis, "x") > 0 && ttl_in_redis(&redis, "y") > 0,
+        topology.ttl_of("{b}x") > 0 && topology.ttl_of("{b}y") > 0,
         "batch writes expire"
     );
 
     let spaced = r#"{"entries": [{"key": "z", "value":   { "a" : [1,  2] }  , "ttl": 60}]}"#;
     app.send_json("POST", "/v1/batch/set", spaced).await;
-    assert_eq!(raw_get(&redis, "z").unwrap(), br#"{ "a" : [1,  2] }"#);
-    assert!((55..=60).contains(&ttl_in_redis(&redis, "z")));
+    assert_eq!(
+        topology.raw_get("z").as_deref(),
+        Some(r#"{ "a" : [1,  2] }"#)
+    );
+    assert!((55..=60).contains(&topology.ttl_of("z")));
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_set_is_all_or_nothing() {
-    let redis = RedisServer::start();
-    let app = TestApp::start_with(&redis, &[("CACHE_MAX_VALUE_BYTES", "100")]).await;
+on_every_topology!(batch_set_is_all_or_nothing);
+async fn batch_set_is_all_or_nothing(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[("CACHE_MAX_VALUE_BYTES", "100")]).await;
     let big = "x".repeat(200);
     let cases = [
         (
@@ -802,7 +779,7 @@ async fn batch_set_is_all_or_nothing() {
         let response = app.post_json("/v1/batch/set", &body).await;
         assert_eq!(response.status(), status, "{code}");
         assert_eq!(error_code(response).await, code);
-        let dbsize: i64 = redis::cmd("DBSIZE").query(&mut redis.connection()).unwrap();
+        let dbsize: i64 = topology.key_count();
         assert_eq!(dbsize, 0, "a refused batch wrote something ({code})");
     }
     app.stop().await;
@@ -823,10 +800,9 @@ async fn batch_set_over_the_batch_limit_is_refused() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_delete_counts_what_existed() {
-    let redis = RedisServer::start();
-    let app = TestApp::start(&redis).await;
+on_every_topology!(batch_delete_counts_what_existed);
+async fn batch_delete_counts_what_existed(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
     app.put("a", "1").await;
     app.put("b", "1").await;
     let response = app
@@ -836,7 +812,7 @@ async fn batch_delete_counts_what_existed() {
         response.json::<Value>().await.unwrap(),
         json!({"deleted": 2})
     );
-    assert!(!exists_in_redis(&redis, "a") && !exists_in_redis(&redis, "b"));
+    assert!(!topology.exists("a") && !topology.exists("b"));
     let empty = app
         .post_json("/v1/batch/delete", &json!({"keys": []}))
         .await;

@@ -4,6 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::sentinel::SentinelGroup;
+use common::topology::{Topology, TopologyKind};
 use common::{error_code, RedisServer, TestApp};
 use serde_json::Value;
 
@@ -174,6 +176,74 @@ async fn stats_report_typed_numbers_for_redis_service_pool_and_config() {
     app.stop().await;
 }
 
+on_every_topology!(stats_and_readiness_describe_the_topology);
+/// API.md "Redis topologies": the mode, per-node figures in a cluster (summed totals), the
+/// Sentinel configuration without a password; readiness healthy on every topology.
+async fn stats_and_readiness_describe_the_topology(topology: Topology) {
+    let app = TestApp::start_on(&topology, &[]).await;
+    for i in 0..30 {
+        assert_eq!(app.put(&format!("k{i}"), "1").await.status(), 204);
+    }
+    let (status, ready) = json_of(&app, "/health/ready").await;
+    assert_eq!(
+        (status, &ready["status"]),
+        (200, &Value::from("healthy")),
+        "{ready}"
+    );
+    let (status, stats) = json_of(&app, "/v1/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["status"], "ready", "{stats}");
+    let redis = &stats["redis"];
+    assert_eq!(redis["keys"], 30, "{redis}");
+    let mode = match topology.kind() {
+        TopologyKind::Standalone => "standalone",
+        TopologyKind::Cluster => "cluster",
+        TopologyKind::Sentinel => "sentinel",
+    };
+    assert_eq!(redis["mode"], mode);
+    assert_eq!(stats["config"]["mode"], mode);
+    match &topology {
+        Topology::Cluster(cluster) => {
+            let nodes = redis["nodes"]
+                .as_array()
+                .expect("redis.nodes in cluster mode");
+            let mut addresses: Vec<&str> =
+                nodes.iter().filter_map(|n| n["address"].as_str()).collect();
+            addresses.sort_unstable();
+            let mut expected: Vec<String> =
+                cluster.seeds().split(',').map(str::to_string).collect();
+            expected.sort_unstable();
+            assert_eq!(addresses, expected, "every node is listed: {redis}");
+            let primaries: Vec<&Value> = nodes.iter().filter(|n| n["role"] == "primary").collect();
+            assert_eq!(primaries.len(), 3, "{redis}");
+            assert_eq!(nodes.iter().filter(|n| n["role"] == "replica").count(), 3);
+            for node in nodes {
+                assert_eq!(node["connected"], true, "{node}");
+                assert_count(node, "keys");
+                assert_count(node, "used_memory_bytes");
+            }
+            let primary_keys: u64 = primaries.iter().map(|n| n["keys"].as_u64().unwrap()).sum();
+            assert_eq!(
+                primary_keys, 30,
+                "the primaries' keys sum to the total: {redis}"
+            );
+            let summed: u64 = primaries
+                .iter()
+                .map(|n| n["used_memory_bytes"].as_u64().unwrap())
+                .sum();
+            assert_eq!(redis["used_memory_bytes"], summed, "{redis}");
+        }
+        Topology::Sentinel(group) => {
+            let config = &stats["config"];
+            assert_eq!(config["sentinel_master"], group.master_name());
+            let sentinels: Vec<String> = group.sentinels().split(',').map(str::to_string).collect();
+            assert_eq!(config["sentinels"], serde_json::json!(sentinels));
+        }
+        Topology::Standalone(_) => assert!(redis["nodes"].is_null(), "{redis}"),
+    }
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_hit_rates_are_null_before_the_first_lookup() {
     let redis = RedisServer::start();
@@ -209,6 +279,33 @@ async fn stats_answer_quickly_while_redis_is_down_and_count_errors() {
     assert!(stats["redis"].is_null(), "{stats}");
     assert_service_pool_config(&stats, &redis);
     assert!(stats["service"]["errors"].as_u64().unwrap() >= 1, "{stats}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_stats_name_the_master_and_the_sentinels_and_no_password() {
+    let (data_password, sentinel_password) = ("data-pw-Kx71", "sentinel-pw-Wq52");
+    let group = tokio::task::block_in_place(|| {
+        SentinelGroup::start_with_auth(Some(data_password), Some(sentinel_password))
+    });
+    let topology = Topology::Sentinel(group);
+    let app = TestApp::start_on(&topology, &[]).await;
+    assert_eq!(app.put("k", "1").await.status(), 204);
+    let response = app.client.get(app.url("/v1/stats")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for password in [data_password, sentinel_password] {
+        assert!(!text.contains(password), "stats show a password: {text}");
+    }
+    let stats: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(stats["redis"]["mode"], "sentinel", "{stats}");
+    assert_eq!(stats["redis"]["keys"], 1, "{stats}");
+    let Topology::Sentinel(group) = &topology else {
+        unreachable!()
+    };
+    assert_eq!(stats["config"]["sentinel_master"], group.master_name());
+    let sentinels: Vec<String> = group.sentinels().split(',').map(str::to_string).collect();
+    assert_eq!(stats["config"]["sentinels"], serde_json::json!(sentinels));
     app.stop().await;
 }
 

@@ -8,6 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::topology::{Topology, TopologyKind};
 use common::RedisServer;
 use serde_json::Value;
 
@@ -113,7 +114,7 @@ struct Cachegate {
 impl Cachegate {
     /// Spawns it on a free port with JSON logs; `vars` win over those defaults.
     async fn start(redis_url: &str, vars: &[(&str, &str)]) -> Self {
-        Self::start_limited(redis_url, vars, None).await
+        Self::start_with_redis(&[("REDIS_URL", redis_url)], vars, None).await
     }
 
     /// The same, with its open-file limit (soft and hard) lowered to `open_files`.
@@ -122,13 +123,31 @@ impl Cachegate {
         vars: &[(&str, &str)],
         open_files: Option<u64>,
     ) -> Self {
+        Self::start_with_redis(&[("REDIS_URL", redis_url)], vars, open_files).await
+    }
+
+    /// Spawns it on a topology (its `REDIS_MODE` and the mode's variables).
+    async fn start_on(topology: &Topology, vars: &[(&str, &str)]) -> Self {
+        let redis_vars = topology.cachegate_vars();
+        let redis_vars: Vec<(&str, &str)> = redis_vars
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        Self::start_with_redis(&redis_vars, vars, None).await
+    }
+
+    async fn start_with_redis(
+        redis_vars: &[(&str, &str)],
+        vars: &[(&str, &str)],
+        open_files: Option<u64>,
+    ) -> Self {
         let port = free_port().to_string();
-        let mut all = vec![
-            ("REDIS_URL", redis_url),
+        let mut all = redis_vars.to_vec();
+        all.extend([
             ("CACHE_HOST", "127.0.0.1"),
             ("CACHE_PORT", port.as_str()),
             ("CACHE_LOG_FORMAT", "json"),
-        ];
+        ]);
         all.retain(|(name, _)| !vars.iter().any(|(n, _)| n == name));
         all.extend_from_slice(vars);
         let mut command = command(&all);
@@ -251,12 +270,13 @@ impl Drop for Cachegate {
     }
 }
 
+// Every field of a JSON line is at its top level: `.request_id`, `.status`, `.message`.
 fn message(line: &Value) -> &str {
-    line["fields"]["message"].as_str().unwrap_or_default()
+    line["message"].as_str().unwrap_or_default()
 }
 
 fn request_id(line: &Value) -> &str {
-    line["span"]["request_id"].as_str().unwrap_or_default()
+    line["request_id"].as_str().unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +321,18 @@ async fn each_request_logs_a_json_line_with_its_id_route_status_and_latency() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 400);
-    let anonymous = app.client.get(app.url("/health")).send().await.unwrap();
+    // Probes are logged at DEBUG: this one's id must never reach the INFO log.
+    assert_eq!(get_with_id(&app, "/health", "proc-probe-1").await, 200);
+    assert_eq!(
+        get_with_id(&app, "/health/ready", "proc-probe-2").await,
+        200
+    );
+    let anonymous = app
+        .client
+        .get(app.url("/v1/cache/KEYNAME-ANONYMOUS"))
+        .send()
+        .await
+        .unwrap();
     let generated = anonymous.headers()["x-request-id"]
         .to_str()
         .unwrap()
@@ -313,19 +344,26 @@ async fn each_request_logs_a_json_line_with_its_id_route_status_and_latency() {
         })
         .await;
     assert_eq!(finished["level"], "INFO");
-    assert_eq!(finished["span"]["method"], "GET");
-    assert_eq!(finished["fields"]["route"], "/v1/cache/{key}");
-    assert_eq!(finished["fields"]["status"], 404);
-    assert!(finished["fields"]["latency_ms"].is_number(), "{finished}");
+    assert_eq!(finished["method"], "GET");
+    assert_eq!(finished["route"], "/v1/cache/{key}");
+    assert_eq!(finished["status"], 404);
+    assert!(finished["latency_ms"].is_number(), "{finished}");
+    // A miss is an answer: its code is a field, not an error.
+    assert_eq!(finished["code"], "key_not_found", "{finished}");
+    assert!(finished.get("error").is_none(), "{finished}");
+    assert!(
+        finished.get("fields").is_none() && finished.get("span").is_none(),
+        "fields must be flat: {finished}"
+    );
     // An error's line names its code, never its message.
     let batch_line = app
         .logged("for proc-batch-1's end", |line| {
             message(line) == "request finished" && request_id(line) == "proc-batch-1"
         })
         .await;
-    assert_eq!(batch_line["fields"]["status"], 400);
+    assert_eq!(batch_line["status"], 400);
     assert!(
-        batch_line["fields"]["error"]
+        batch_line["code"]
             .as_str()
             .is_some_and(|c| c.starts_with("invalid_")),
         "{batch_line}"
@@ -343,12 +381,10 @@ async fn each_request_logs_a_json_line_with_its_id_route_status_and_latency() {
         .await;
     assert_eq!(slow["level"], "WARN");
     assert!(
-        slow["fields"]["operation"]
-            .as_str()
-            .is_some_and(|op| !op.is_empty()),
+        slow["operation"].as_str().is_some_and(|op| !op.is_empty()),
         "{slow}"
     );
-    assert!(slow["fields"]["duration_ms"].is_number(), "{slow}");
+    assert!(slow["duration_ms"].is_number(), "{slow}");
 
     app.logged("for proc-put-1's end", |line| {
         message(line) == "request finished" && request_id(line) == "proc-put-1"
@@ -360,11 +396,56 @@ async fn each_request_logs_a_json_line_with_its_id_route_status_and_latency() {
         "a value was logged:\n{output}"
     );
     assert!(!output.contains("KEYNAME"), "a key was logged:\n{output}");
-    for line in app.log_lines().iter().filter(|l| l["span"].is_object()) {
+    let lines = app.log_lines();
+    let of_requests = lines
+        .iter()
+        .filter(|l| l.get("status").is_some() || message(l) == "slow Redis call");
+    for line in of_requests {
         assert!(
             !request_id(line).is_empty(),
             "a request's line without its id: {line}"
         );
+    }
+    let probes: Vec<&Value> = lines
+        .iter()
+        .filter(|l| message(l) == "request finished" && request_id(l).starts_with("proc-probe"))
+        .collect();
+    assert!(probes.is_empty(), "probes logged at INFO: {probes:?}");
+    // One start line says where it listens; actix-server's own three are not repeated.
+    let listening = lines
+        .iter()
+        .filter(|l| message(l) == "cachegate listening")
+        .count();
+    assert_eq!(listening, 1, "{}", app.output());
+    let actix: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("actix_server"))
+        })
+        .collect();
+    assert!(actix.is_empty(), "actix-server start lines: {actix:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_are_logged_at_debug() {
+    let redis = RedisServer::start();
+    let vars = [("RUST_LOG", "info,cachegate=debug")];
+    let app = Cachegate::start(&redis.url(), &vars).await;
+    for (path, id) in [
+        ("/health", "probe-live"),
+        ("/health/ready", "probe-ready"),
+        ("/metrics", "probe-metrics"),
+    ] {
+        assert_eq!(get_with_id(&app, path, id).await, 200, "{path}");
+        let line = app
+            .logged(&format!("for {path}"), |line| {
+                message(line) == "request finished" && request_id(line) == id
+            })
+            .await;
+        assert_eq!(line["level"], "DEBUG", "{line}");
+        assert_eq!(line["route"], path, "{line}");
     }
 }
 
@@ -400,7 +481,10 @@ async fn rust_log_sets_the_levels() {
 async fn pretty_logs_carry_the_request_id_too() {
     let redis = RedisServer::start();
     let app = Cachegate::start(&redis.url(), &[("CACHE_LOG_FORMAT", "pretty")]).await;
-    assert_eq!(get_with_id(&app, "/health", "pretty-id-1").await, 200);
+    assert_eq!(
+        get_with_id(&app, "/v1/cache/pretty", "pretty-id-1").await,
+        404
+    );
     let found = common::eventually(LOGGED_WITHIN, || {
         let stdout = app.stdout.lock().unwrap();
         let line = stdout
@@ -675,6 +759,10 @@ fn help_lists_every_variable_with_its_default_and_meaning() {
         for command in ["healthcheck", "openapi", "--version"] {
             assert!(help.contains(command), "{flag} does not mention {command}");
         }
+        assert!(
+            help.contains("loopback clients only"),
+            "{flag} does not say that without tokens only loopback clients are served"
+        );
         for (variable, default) in VARIABLES {
             let line = help
                 .lines()
@@ -943,4 +1031,125 @@ fn a_variable_that_is_not_utf8_stops_the_start_naming_it_without_its_value() {
         "{}",
         output.stderr
     );
+
+#[test]
+fn a_mode_without_its_variables_or_a_cluster_with_a_database_stops_the_start_naming_them() {
+    type Vars<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Vars, &[&str]); 5] = [
+        (&[("REDIS_MODE", "cluster")], &["REDIS_CLUSTER_NODES"]),
+        (
+            &[("REDIS_MODE", "sentinel")],
+            &["REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"],
+        ),
+        (
+            &[
+                ("REDIS_MODE", "sentinel"),
+                ("REDIS_SENTINELS", "127.0.0.1:26379"),
+            ],
+            &["REDIS_SENTINEL_MASTER"],
+        ),
+        (
+            &[
+                ("REDIS_MODE", "cluster"),
+                ("REDIS_CLUSTER_NODES", "127.0.0.1:7000"),
+                ("REDIS_DB", "1"),
+            ],
+            &["REDIS_DB"],
+        ),
+        (&[("REDIS_MODE", "ring")], &["REDIS_MODE"]),
+    ];
+    for (vars, named) in cases {
+        let output = run(&[], vars);
+        assert!(!output.status.success(), "{vars:?} started");
+        for name in named {
+            assert!(
+                output.stderr.contains(name),
+                "{vars:?}: the message does not name {name}: {}",
+                output.stderr
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_holding_a_hash_tag_warns_at_start_on_a_cluster_and_still_works() {
+    let topology = tokio::task::block_in_place(|| TopologyKind::Cluster.start());
+    let app = Cachegate::start_on(&topology, &[("CACHE_KEY_PREFIX", "{app}:")]).await;
+    let warning = app
+        .logged("warning about the hash tag", |line| {
+            line["level"] == "WARN" && message(line).contains("CACHE_KEY_PREFIX")
+        })
+        .await;
+    assert!(message(&warning).contains("hash slot"), "{warning}");
+    let url = app.url("/v1/cache/a");
+    let put = app
+        .client
+        .put(&url)
+        .header("content-type", "application/json")
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    assert_eq!(topology.raw_get("{app}:a").as_deref(), Some("1"));
+    // Every key in one slot: even an all-or-nothing batch of many keys is accepted.
+    let batch = app
+        .client
+        .post(app.url("/v1/batch/set"))
+        .json(&serde_json::json!({"entries": [{"key": "b", "value": 2}, {"key": "c", "value": 3}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 200);
+    assert_eq!(topology.raw_get("{app}:c").as_deref(), Some("3"));
+    let get = app.client.get(&url).send().await.unwrap();
+    assert_eq!(get.text().await.unwrap(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_without_a_hash_tag_gives_no_warning_on_a_cluster() {
+    let topology = tokio::task::block_in_place(|| TopologyKind::Cluster.start());
+    let app = Cachegate::start_on(&topology, &[("CACHE_KEY_PREFIX", "app:")]).await;
+    let put = app
+        .client
+        .put(app.url("/v1/cache/a"))
+        .header("content-type", "application/json")
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    let warnings: Vec<Value> = app
+        .log_lines()
+        .into_iter()
+        .filter(|line| line["level"] == "WARN")
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_variables_are_ignored_with_a_warning_in_sentinel_mode() {
+    let topology = tokio::task::block_in_place(|| TopologyKind::Sentinel.start());
+    // Nothing listens on port 1: were REDIS_URL used, no write could succeed.
+    let app = Cachegate::start_on(
+        &topology,
+        &[("REDIS_URL", "redis://127.0.0.1:1"), ("REDIS_PORT", "1")],
+    )
+    .await;
+    let warning = app
+        .logged("warning about the ignored variables", |line| {
+            line["level"] == "WARN" && message(line).contains("REDIS_URL")
+        })
+        .await;
+    assert!(message(&warning).contains("REDIS_PORT"), "{warning}");
+    let put = app
+        .client
+        .put(app.url("/v1/cache/a"))
+        .header("content-type", "application/json")
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    assert_eq!(topology.raw_get("a").as_deref(), Some("1"));
 }

@@ -122,12 +122,7 @@ async fn a_frozen_redis_gets_504_within_the_command_timeout_and_recovers_on_sigc
 
     // Every link is made before the freeze (readiness pings them all), so a frozen Redis is
     // met by a command that times out (504), never by a connection attempt (503).
-    assert!(
-        common::eventually(Duration::from_secs(5), || async {
-            ready_status(&app).await == 200
-        })
-        .await
-    );
+    app.wait_ready().await;
     redis.freeze();
     let requests = (0..20).map(|i| {
         let request = if i % 2 == 0 {
@@ -174,6 +169,8 @@ async fn with_the_in_flight_bound_reached_requests_fail_fast_with_503() {
     ];
     let app = TestApp::start_with(&redis, &vars).await;
     assert_eq!(app.put("k", "1").await.status(), 204);
+    // Every link is made before the freeze, so requests meet a command timeout or the bound.
+    app.wait_ready().await;
 
     redis.freeze();
     // One lane admits 256 waiting operations; twice that many requests arrive at once.
@@ -234,6 +231,7 @@ async fn clients_that_disconnect_mid_request_do_not_poison_the_shared_connection
 
     // Requests whose clients hang up while Redis holds their commands: the replies arrive
     // after the callers are gone.
+    app.wait_ready().await;
     redis.freeze();
     let abandoned = (0..keys).map(|i| {
         let request = app.client.get(app.key_url(&format!("k{i}"))).send();

@@ -12,7 +12,9 @@ use crate::auth::{Caller, Read, Write};
 use crate::body::{check_depth, objects, parse_object, read_json_body};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::{CacheKey, Ttl};
-use crate::openapi::{key_list_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
+use crate::routes::responses::{
+    key_list_schema, key_schema, AuthErrors, BackendErrors, BodyErrors,
+};
 use crate::routes::{store_error, NoParams};
 use crate::state::AppState;
 use crate::store::{BatchEntry, StoreError};
@@ -63,19 +65,28 @@ pub struct Entry<'a> {
 }
 
 // Borrows the keys and the values read from Redis: the answer is written without copying a
-// value more than once.
+// value more than once. Its schema is named `BatchGetResult`, and the map of values is a
+// schema of its own (`ValuesByKey`): generated clients otherwise name the inline map after
+// the schema and the field (`FoundFound`).
 /// What a batch get found.
 #[derive(Serialize, ToSchema)]
+#[schema(as = BatchGetResult)]
 pub struct Found<'a> {
     /// The value of every key found, exactly as stored.
     #[serde(serialize_with = "serialize_found")]
-    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>,
-        example = json!({"user:1": {"name": "Ada"}}))]
+    #[schema(value_type = ValuesByKey)]
     pub found: Vec<(&'a str, &'a RawValue)>,
     /// Keys that are absent, or hold something other than a JSON string value.
     #[schema(example = json!(["user:2"]))]
     pub missing: Vec<&'a str>,
 }
+
+// Only documents the map: `Found` writes it itself.
+/// Keys and their values, each value exactly as stored.
+#[derive(ToSchema)]
+#[schema(example = json!({"user:1": {"name": "Ada"}}))]
+#[allow(dead_code)]
+pub struct ValuesByKey(std::collections::HashMap<String, serde_json::Value>);
 
 fn serialize_found<S: Serializer>(
     found: &[(&str, &RawValue)],
@@ -137,7 +148,7 @@ async fn read_keys(
     tag = "batch",
     request_body(content = KeysBody, content_type = "application/json",
         description = "The keys to read, at most CACHE_MAX_BATCH_BYTES (default 16 MiB)."),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "What was found, and what was not.", body = Found),
         (status = 400, description = "The body is not JSON, has the wrong shape (an array where an object is expected included), holds 0 or more than 1000 keys, or an invalid key, or the query names a parameter (this operation defines none).", body = ErrorBody,
@@ -218,7 +229,7 @@ pub async fn batch_get(
     tag = "batch",
     request_body(content = EntriesBody, content_type = "application/json",
         description = "The entries to write, at most CACHE_MAX_BATCH_BYTES (default 16 MiB); each value at most CACHE_MAX_VALUE_BYTES."),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Every entry was written.", body = Written),
         (status = 400, description = "The body is not JSON, has the wrong shape (an array where an object is expected included) or 0 or more than 1000 entries, an entry has an invalid key or ttl, the query names a parameter (this operation defines none), or (cluster) an all-or-nothing batch spans hash slots; nothing was written.", body = ErrorBody,
@@ -311,7 +322,7 @@ pub async fn batch_set(
     tag = "batch",
     request_body(content = KeysBody, content_type = "application/json",
         description = "The keys to delete, at most CACHE_MAX_BATCH_BYTES (default 16 MiB)."),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "How many of the keys existed and were deleted.", body = crate::routes::cache::Deleted),
         (status = 400, description = "The body is not JSON, has the wrong shape (an array where an object is expected included), holds 0 or more than 1000 keys, or an invalid key, or the query names a parameter (this operation defines none).", body = ErrorBody,

@@ -16,8 +16,8 @@ use crate::body::{check_value, is_json, parse_object, read_json_body};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::Keyspace;
 use crate::keys::{CacheKey, Pattern, Ttl};
-use crate::openapi::{cursor_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
 use crate::routes::conditions::{precondition_failed, ETag, Preconditions, WritePlan};
+use crate::routes::responses::{cursor_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
 use crate::routes::{store_error, NoParams};
 use crate::state::AppState;
 use crate::store::{ListCursor, Store, TtlState, WriteCondition};
@@ -113,7 +113,7 @@ fn miss(key: &CacheKey) -> HttpResponse {
     path = "/v1/cache/{key}",
     tag = "cache",
     params(PathKey, ReadParams, ReadConditions),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The stored value: any JSON value, byte for byte as written.",
             content_type = "application/json", body = serde_json::Value,
@@ -160,7 +160,7 @@ pub async fn get_value(
     path = "/v1/cache/{key}",
     tag = "cache",
     params(PathKey, ReadConditions),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The key holds a JSON value.",
             headers(("X-Cache" = String, description = "HIT"),
@@ -273,6 +273,8 @@ fn condition_header(name: &str, description: &str) -> Parameter {
         .schema(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)
+                // `*`, or entity tags (`"..."`, `W/"..."`) separated by commas.
+                .pattern(Some(r#"^(\*|(W/)?"[!#-~]*"( ?, ?(W/)?"[!#-~]*")*)$"#))
                 .examples(["*", "\"3f2a9c0d8e7b6a5f4e3d2c1b0a998877\""]),
         ))
         .build()
@@ -286,6 +288,10 @@ fn condition_header(name: &str, description: &str) -> Parameter {
 /// Redis directly); `If-None-Match: *` only when the key is absent, `If-Match: *` only when
 /// it is present. When a condition fails nothing is written and the answer is
 /// `412 precondition_failed` with the current `ETag`: read again, and retry.
+///
+/// JSON `null` is a value like any other: send the body `null`. Generated clients that send
+/// no body at all for a null value (openapi-python-client) get `400 invalid_json`; they can
+/// store it with a batch set, whose entries carry `"value": null`.
 #[utoipa::path(
     put,
     path = "/v1/cache/{key}",
@@ -300,7 +306,7 @@ fn condition_header(name: &str, description: &str) -> Parameter {
         content = serde_json::Value, content_type = "application/json",
         example = json!({"name": "Ada", "tags": [1, 2.5, null]})
     ),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 204, description = "Written.",
             headers(("ETag" = String, description = "The entity tag of the value written.")),
@@ -447,7 +453,7 @@ fn with_tag(error: ApiError, tag: Option<ETag>) -> ApiError {
     path = "/v1/cache/{key}",
     tag = "cache",
     params(PathKey, ConditionHeaders),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 204, description = "Deleted.",
             links(
@@ -533,7 +539,7 @@ pub struct TtlBody {
     path = "/v1/cache/{key}/ttl",
     tag = "cache",
     params(PathKey),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Seconds left.", body = TtlBody),
         (status = 400, description = "The key is invalid, or the query names a parameter (invalid_request: this operation defines none).", body = ErrorBody,
@@ -588,7 +594,7 @@ pub struct TtlUpdate<'a> {
         content = TtlUpdate, content_type = "application/json",
         example = json!({"ttl": 300})
     ),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 204, description = "The TTL was set."),
         (status = 400, description = "The key, the body or the ttl in it is invalid (a body that is not the object {\"ttl\": N}, an array included, is invalid_ttl), or the query names a parameter (invalid_request: this operation defines none).", body = ErrorBody,
@@ -692,7 +698,7 @@ fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
     path = "/v1/cache",
     tag = "cache",
     params(ListParams),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of keys.", body = KeyList),
         (status = 400, description = "The pattern, cursor or limit is invalid, or the query names a parameter this operation does not define (invalid_request).", body = ErrorBody,
@@ -756,7 +762,7 @@ pub struct Deleted {
     path = "/v1/cache",
     tag = "cache",
     params(DeleteParams),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "How many keys were deleted.", body = Deleted),
         (status = 400, description = "The pattern is missing, empty or invalid, or the query names a parameter this operation does not define.", body = ErrorBody,

@@ -1,14 +1,15 @@
 //! `GET /openapi.json` and the interactive docs at `/docs`, every asset served from the binary.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 use utoipa_swagger_ui::Config;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::openapi::document_json;
 
-static DOCUMENT: OnceLock<String> = OnceLock::new();
+/// The OpenAPI document as served, built by `crate::openapi` from these routes and handed
+/// to the app by the server (routes never import the document's builder).
+pub struct ApiDocument(pub web::Bytes);
 
 /// This document
 ///
@@ -22,10 +23,10 @@ static DOCUMENT: OnceLock<String> = OnceLock::new();
         (status = 200, description = "The OpenAPI document.", content_type = "application/json", body = Object),
     )
 )]
-pub async fn openapi_json() -> HttpResponse {
+pub async fn openapi_json(document: web::Data<ApiDocument>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(DOCUMENT.get_or_init(document_json).as_str())
+        .body(document.0.clone())
 }
 
 /// `/docs` itself: Swagger UI's page with a base so its relative asset links resolve under

@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::auth::{AnyToken, Caller};
-use crate::openapi::AuthErrors;
+use crate::routes::responses::AuthErrors;
 use crate::state::AppState;
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -30,6 +30,7 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
                 .ok()?
                 .install_recorder()
                 .ok()?;
+            describe_every_series();
             let upkeep = handle.clone();
             let spawned = std::thread::Builder::new()
                 .name("metrics-upkeep".into())
@@ -45,18 +46,77 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// The HELP text and unit of every series cachegate records, in one place. The exposition
+/// shows a series' `# HELP` line only once it is described here, and its `# TYPE` line once
+/// it is recorded. Series are recorded where they happen (requests in `telemetry`, lookups
+/// in `state`, Redis calls and connection state in `store`, the pool here) under these names.
+fn describe_every_series() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "cachegate_http_requests_total",
+        "HTTP requests answered, by method, route template and status."
+    );
+    describe_histogram!(
+        "cachegate_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from a request's arrival to its answer, by method, route template and status."
+    );
+    describe_counter!(
+        "cachegate_cache_lookups_total",
+        "Key lookups (GET, HEAD, each key of a batch get), by result: hit or miss."
+    );
+    describe_gauge!(
+        "cachegate_pool_max_size",
+        "Redis connections the pool may hold (REDIS_POOL_SIZE)."
+    );
+    describe_gauge!(
+        "cachegate_pool_size",
+        "Redis connections the pool holds now."
+    );
+    describe_gauge!(
+        "cachegate_pool_available",
+        "Redis connections of the pool that are idle now."
+    );
+    describe_gauge!(
+        "cachegate_pool_waiting",
+        "Requests waiting for a connection from the pool now."
+    );
+    describe_gauge!(
+        "cachegate_redis_up",
+        "1 when Redis (every primary, in cluster mode) answered the last check, else 0."
+    );
+    describe_histogram!(
+        "cachegate_redis_call_duration_seconds",
+        Unit::Seconds,
+        "One Redis round trip, by operation (get, set, mget, scan, ...)."
+    );
+    describe_counter!(
+        "cachegate_redis_errors_total",
+        "Failed Redis calls, by kind: unavailable, timeout, refused or other."
+    );
+    describe_counter!(
+        "cachegate_redis_connection_losses_total",
+        "Times the connection to Redis was lost."
+    );
+    describe_gauge!(
+        "cachegate_redis_nodes",
+        "Redis primaries by state, reachable or unreachable (one node outside cluster mode)."
+    );
+}
+
 /// Prometheus metrics
 ///
-/// Request counts and latencies per route template, and pool gauges, in the Prometheus
-/// text exposition format. Takes any valid token when tokens are configured.
+/// Request counts and latencies per route template, cache lookups, Redis figures and pool
+/// gauges, in the Prometheus text exposition format, each series with `# HELP` and `# TYPE`.
+/// Takes any valid token when tokens are configured.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "service",
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The metrics.", content_type = "text/plain", body = String,
-            example = json!("# TYPE cachegate_pool_size gauge\ncachegate_pool_size 4\n")),
+            example = json!("# HELP cachegate_pool_size Redis connections the pool holds now.\n# TYPE cachegate_pool_size gauge\ncachegate_pool_size 4\n")),
         AuthErrors,
         (status = 500, description = "An unexpected failure; the message never holds internals.", body = crate::error::ErrorBody,
             example = json!({"error": {"code": "internal", "message": "internal error; see the service log"}})),

@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod docs;
 pub mod health;
 pub mod metrics;
+pub mod responses;
 pub mod stats;
 
 use actix_web::{web, HttpRequest, HttpResponse, Resource};

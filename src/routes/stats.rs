@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::auth::{Caller, RedisWide};
 use crate::config::Topology;
 use crate::error::ErrorBody;
-use crate::openapi::AuthErrors;
+use crate::routes::responses::AuthErrors;
 use crate::state::AppState;
 use crate::store::info::{hit_rate, RedisStats};
 
@@ -88,7 +88,7 @@ pub struct ConfigStats {
     get,
     path = "/v1/stats",
     tag = "service",
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The statistics.", body = Stats),
         (status = 400, description = "The query names a parameter (this operation defines none).", body = ErrorBody,

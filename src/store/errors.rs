@@ -66,6 +66,16 @@ pub(crate) fn classify(err: &RedisError) -> StoreError {
             "Redis authentication failed; check REDIS_USERNAME and REDIS_PASSWORD (or REDIS_URL)"
                 .into(),
         )
+    } else if err.kind() == ErrorKind::ClusterConnectionNotFound {
+        // redis-rs has no connection to the node a command is routed to (a dead primary
+        // not yet replaced): the cluster is unreachable for this request, not a bug.
+        StoreError::Unavailable("Redis Cluster node unreachable (no connection to it)".into())
+    } else if err.kind() == ErrorKind::MasterNameNotFoundBySentinel {
+        // No Sentinel names a reachable primary: a failover in progress, or a master name
+        // the Sentinels do not monitor.
+        StoreError::Unavailable(
+            "no Sentinel names a reachable primary for REDIS_SENTINEL_MASTER (a failover in progress, or a name they do not monitor)".into(),
+        )
     } else if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() {
         StoreError::Unavailable(format!("Redis is unreachable ({})", io_summary(err)))
     } else if let Some(reason) = server_reason(err) {
@@ -106,5 +116,22 @@ fn io_summary(err: &RedisError) -> String {
         "connection lost".into()
     } else {
         err.category().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_node_without_a_connection_is_unavailable_not_internal() {
+        let err = RedisError::from((ErrorKind::ClusterConnectionNotFound, "not found"));
+        assert!(matches!(classify(&err), StoreError::Unavailable(_)));
+    }
+
+    #[test]
+    fn no_primary_named_by_the_sentinels_is_unavailable_not_internal() {
+        let err = RedisError::from((ErrorKind::MasterNameNotFoundBySentinel, "not found"));
+        assert!(matches!(classify(&err), StoreError::Unavailable(_)));
     }
 }

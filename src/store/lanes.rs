@@ -408,7 +408,14 @@ impl Lanes {
             let attempt = tokio::time::timeout(connect_timeout, connector.connect(loss)).await;
             let outcome = match attempt {
                 Ok(Ok(link)) => Ok(link),
-                Ok(Err(err)) => Err(classify(&err)),
+                Ok(Err(err)) => Err(match classify(&err) {
+                    // Name where: the operator's first question about an unreachable Redis.
+                    StoreError::Unavailable(why) => StoreError::Unavailable(format!(
+                        "{why} (connecting to {})",
+                        connector.describe()
+                    )),
+                    other => other,
+                }),
                 Err(_) => Err(StoreError::Unavailable(format!(
                     "connecting to Redis at {} took longer than REDIS_CONNECT_TIMEOUT_MS ({} ms)",
                     connector.describe(),

@@ -354,6 +354,9 @@ impl Store {
     ) -> Result<Option<Vec<Option<Vec<u8>>>>, StoreError> {
         let lengths = join_all(by_slot(redis_keys.iter()).into_values().map(|group| {
             let mut pipe = redis::pipe();
+            // A WRONGTYPE reply must come back as a value (counted 0 below), not fail the
+            // whole pipeline.
+            pipe.ignore_errors();
             for key in group {
                 pipe.cmd("STRLEN").arg(key);
             }
@@ -643,9 +646,28 @@ impl Store {
     }
 
     /// Readiness: every link answers PING; in a cluster also every primary that serves slots,
-    /// and the cluster reports `cluster_state:ok`.
+    /// and the cluster reports `cluster_state:ok`. Sets the `cachegate_redis_nodes` gauges.
     pub async fn ready(&self) -> Result<Readiness, StoreError> {
         let started = Instant::now();
+        let outcome = self.ping_links().await;
+        let latency = started.elapsed();
+        let outcome = match outcome {
+            Ok(()) if self.is_cluster() => self.cluster_ready().await,
+            Ok(()) => {
+                record_nodes(1, 0);
+                Ok(())
+            }
+            Err(err) => {
+                if !self.is_cluster() {
+                    record_nodes(0, 1);
+                }
+                Err(err)
+            }
+        };
+        outcome.map(|()| Readiness { latency })
+    }
+
+    async fn ping_links(&self) -> Result<(), StoreError> {
         let links = self.lanes.all_links().await?;
         let pings = join_all(links.into_iter().map(|mut link| async move {
             redis::cmd("PING").query_async::<String>(&mut link).await
@@ -654,11 +676,7 @@ impl Store {
         for ping in pings {
             ping.map_err(|e| errors::classify(&e))?;
         }
-        let latency = started.elapsed();
-        if self.is_cluster() {
-            self.cluster_ready().await?;
-        }
-        Ok(Readiness { latency })
+        Ok(())
     }
 
     async fn cluster_ready(&self) -> Result<(), StoreError> {
@@ -666,17 +684,19 @@ impl Store {
         let states = join_all(primaries.iter().map(|primary| async move {
             let cmd = redis::cmd("CLUSTER").arg("INFO").clone();
             let cmd = &cmd;
-            let text: String = self
+            let text: Result<String, StoreError> = self
                 .lanes
                 .run(Op::read("cluster_info"), |link| {
                     cluster::on_node(link, &primary.address, cmd.clone())
                 })
-                .await?;
-            Ok::<_, StoreError>((primary.address.to_string(), text))
+                .await;
+            (primary.address.to_string(), text)
         }))
         .await;
-        for state in states {
-            let (address, text) = state?;
+        let reachable = states.iter().filter(|(_, text)| text.is_ok()).count();
+        record_nodes(reachable, states.len() - reachable);
+        for (address, state) in states {
+            let text = state?;
             if !text.lines().any(|l| l.trim() == "cluster_state:ok") {
                 return Err(StoreError::Unavailable(format!(
                     "the Redis Cluster is not ok: {address} reports cluster_state other than ok"
@@ -723,6 +743,13 @@ impl Store {
             })
             .await
     }
+}
+
+/// `cachegate_redis_nodes{state}`: primaries (one Redis outside a cluster) that answered the
+/// last readiness check, and those that did not.
+fn record_nodes(reachable: usize, unreachable: usize) {
+    metrics::gauge!("cachegate_redis_nodes", "state" => "reachable").set(reachable as f64);
+    metrics::gauge!("cachegate_redis_nodes", "state" => "unreachable").set(unreachable as f64);
 }
 
 /// The primary a cluster listing continues on: the one it was walking if that primary still

@@ -3,10 +3,10 @@
 //! tracing-subscriber's `JsonFields` collects every field into a map of owned JSON values
 //! and serializes the map, for every span: with one span per request it was the largest
 //! single cost of a request's telemetry. This writes the same object (`{"request_id":"…"}`)
-//! field by field; strings are escaped by serde_json. The JSON event formatter reads the
-//! object back when a line is written inside the span, so it must always be one object.
+//! field by field. The JSON line formatter (`json_line`) copies the object's pairs into every
+//! line written inside the span, so it must always be one object.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io;
 
 use tracing::field::{Field, Visit};
@@ -44,6 +44,19 @@ impl<'writer> FormatFields<'writer> for SpanFieldsJson {
     }
 }
 
+/// Writes an event's fields as `,"name":value` pairs into an object already open and not
+/// empty: the fields of a log line go to its top level.
+/// Takes the line's writer and gives it back, rather than a borrow of it: every write of a
+/// field then costs one dynamic call instead of two.
+pub(super) fn write_event_fields<'writer>(
+    writer: Writer<'writer>,
+    event: &tracing::Event<'_>,
+) -> (Writer<'writer>, fmt::Result) {
+    let mut object = ObjectWriter::reopen(writer, false);
+    event.record(&mut object);
+    (object.writer, object.result)
+}
+
 /// Writes `"name":value` pairs of an open JSON object.
 struct ObjectWriter<'writer> {
     writer: Writer<'writer>,
@@ -79,13 +92,13 @@ impl<'writer> ObjectWriter<'writer> {
         if self.result.is_err() {
             return;
         }
-        let separator = if self.empty { "" } else { "," };
+        let open = if self.empty { "\"" } else { ",\"" };
         self.empty = false;
         self.result = self
             .writer
-            .write_str(separator)
-            .and_then(|()| json_string(&mut self.writer, field.name()))
-            .and_then(|()| self.writer.write_char(':'))
+            .write_str(open)
+            .and_then(|()| write_escaped(&mut self.writer, field.name()))
+            .and_then(|()| self.writer.write_str("\":"))
             .and_then(|()| value(&mut self.writer));
     }
 }
@@ -96,15 +109,25 @@ impl Visit for ObjectWriter<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.entry(field, |w| json_string(w, &format!("{value:?}")));
+        // Escaped as it is written: a message costs no String of its own.
+        self.entry(field, |w| {
+            w.write_char('"')?;
+            write!(Escaping(w), "{value:?}")?;
+            w.write_char('"')
+        });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.entry(field, |w| write!(w, "{value}"));
+        self.entry(field, |w| {
+            if value < 0 {
+                w.write_char('-')?;
+            }
+            write_u64(w, value.unsigned_abs())
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.entry(field, |w| write!(w, "{value}"));
+        self.entry(field, |w| write_u64(w, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -116,16 +139,58 @@ impl Visit for ObjectWriter<'_> {
     }
 }
 
-/// Text that needs no escaping (request ids, method names, field names: nearly all of it)
-/// is written as it is; anything else goes through serde_json's escaping.
-fn json_string(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
-    let plain = text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-    if plain {
-        writer.write_char('"')?;
-        writer.write_str(text)?;
-        writer.write_char('"')
-    } else {
-        json_value(writer, text)
+/// Writes a number's decimal digits without the formatting machinery (statuses, counts).
+fn write_u64(writer: &mut Writer<'_>, mut value: u64) -> fmt::Result {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    writer.write_str(std::str::from_utf8(&digits[start..]).map_err(|_| fmt::Error)?)
+}
+
+/// Writes `text` as a JSON string. Text that needs no escaping (request ids, method names,
+/// routes: nearly all of it) is written as it is.
+pub(super) fn json_string(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
+    writer.write_char('"')?;
+    write_escaped(writer, text)?;
+    writer.write_char('"')
+}
+
+fn needs_no_escape(byte: u8) -> bool {
+    byte >= 0x20 && byte != b'"' && byte != b'\\'
+}
+
+/// Writes `text` escaped for the inside of a JSON string.
+fn write_escaped(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
+    let mut rest = text;
+    while let Some(at) = rest.bytes().position(|b| !needs_no_escape(b)) {
+        writer.write_str(&rest[..at])?;
+        // Only ASCII bytes need escaping, so `at + 1` is a character boundary.
+        match rest.as_bytes()[at] {
+            b'"' => writer.write_str("\\\""),
+            b'\\' => writer.write_str("\\\\"),
+            b'\n' => writer.write_str("\\n"),
+            b'\r' => writer.write_str("\\r"),
+            b'\t' => writer.write_str("\\t"),
+            control => write!(writer, "\\u{control:04x}"),
+        }?;
+        rest = &rest[at + 1..];
+    }
+    writer.write_str(rest)
+}
+
+/// Escapes formatted text (a message, a Debug value) as it is written.
+struct Escaping<'a, 'writer>(&'a mut Writer<'writer>);
+
+impl fmt::Write for Escaping<'_, '_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        write_escaped(self.0, text)
     }
 }
 
@@ -204,6 +269,9 @@ mod tests {
                 method = %"GET",
                 count = 3u64,
                 delta = -2i64,
+                big = u64::MAX,
+                small = i64::MIN,
+                zero = 0u64,
                 ok = true,
                 ratio = 0.5f64,
                 later = tracing::field::Empty,
@@ -216,6 +284,9 @@ mod tests {
         assert_eq!(span["method"], "GET");
         assert_eq!(span["count"], 3);
         assert_eq!(span["delta"], -2);
+        assert_eq!(span["big"], u64::MAX);
+        assert_eq!(span["small"], i64::MIN);
+        assert_eq!(span["zero"], 0);
         assert_eq!(span["ok"], true);
         assert_eq!(span["ratio"], 0.5);
         assert_eq!(span["later"], "recorded");

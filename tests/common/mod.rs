@@ -386,6 +386,19 @@ impl TestApp {
         }
     }
 
+    /// Waits until `/health/ready` answers 200 (every Redis link is then made), at most 10 s.
+    pub async fn wait_ready(&self) {
+        let ready = eventually(Duration::from_secs(10), || async {
+            self.client
+                .get(self.url("/health/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        assert!(ready, "cachegate did not become ready within 10 s");
+    }
+
     pub fn url(&self, path_and_query: &str) -> String {
         format!("{}{path_and_query}", self.base)
     }

@@ -115,3 +115,98 @@ impl Topology {
         self.cmd(key, redis::cmd("EXISTS").arg(key))
     }
 }
+
+impl Topology {
+    /// How many keys the data nodes hold: `DBSIZE` of the server, summed over the cluster's
+    /// primaries, of the Sentinels' primary.
+    pub fn key_count(&self) -> i64 {
+        match self {
+            Self::Cluster(cluster) => cluster
+                .primary_ports()
+                .into_iter()
+                .map(|port| {
+                    cluster
+                        .node(port)
+                        .query::<i64>(&redis::cmd("DBSIZE"))
+                        .unwrap_or_else(|e| panic!("DBSIZE on {port} failed: {e}"))
+                })
+                .sum(),
+            _ => self.query(&redis::cmd("DBSIZE")),
+        }
+    }
+
+    /// Writes `{prefix}0` .. `{prefix}{count - 1}` = `1` (600 s TTL) in pipelines of 1000
+    /// (a cluster pipeline routes each command to its key's primary).
+    pub fn preload(&self, prefix: &str, count: usize) {
+        for start in (0..count).step_by(1000) {
+            let keys = (start..count.min(start + 1000)).map(|i| format!("{prefix}{i}"));
+            match self {
+                Self::Cluster(cluster) => {
+                    let mut pipe = redis::cluster::cluster_pipe();
+                    for key in keys {
+                        pipe.cmd("SET")
+                            .arg(key)
+                            .arg("1")
+                            .arg("EX")
+                            .arg(600)
+                            .ignore();
+                    }
+                    pipe.query::<()>(&mut cluster.connection())
+                        .unwrap_or_else(|e| panic!("preloading {prefix}* failed: {e}"));
+                }
+                _ => {
+                    let mut pipe = redis::pipe();
+                    for key in keys {
+                        pipe.cmd("SET")
+                            .arg(key)
+                            .arg("1")
+                            .arg("EX")
+                            .arg(600)
+                            .ignore();
+                    }
+                    pipe.query::<()>(&mut *self.connection())
+                        .unwrap_or_else(|e| panic!("preloading {prefix}* failed: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// Starts a topology of `kind` (blocking, outside the runtime's reactor duties) and runs `test`
+/// on it; the topology is dropped, its processes killed, when the test ends.
+pub async fn run_on<F, Fut>(kind: TopologyKind, test: F)
+where
+    F: FnOnce(Topology) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let topology = tokio::task::block_in_place(|| kind.start());
+    test(topology).await;
+}
+
+/// For each `async fn name(topology: Topology)` named, a module `name` holding one test per
+/// topology, `name::standalone`, `name::cluster` and `name::sentinel`, each on its own topology
+/// (run one with `cargo test name::cluster`). Write it just above the function:
+/// `on_every_topology!(name);` (a module and a function may share a name).
+#[macro_export]
+macro_rules! on_every_topology {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use $crate::common::topology::{run_on, TopologyKind};
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn standalone() {
+                run_on(TopologyKind::Standalone, super::$name).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                run_on(TopologyKind::Cluster, super::$name).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sentinel() {
+                run_on(TopologyKind::Sentinel, super::$name).await;
+            }
+        }
+    )+};
+}
