@@ -1031,6 +1031,7 @@ fn a_variable_that_is_not_utf8_stops_the_start_naming_it_without_its_value() {
         "{}",
         output.stderr
     );
+}
 
 #[test]
 fn a_mode_without_its_variables_or_a_cluster_with_a_database_stops_the_start_naming_them() {
