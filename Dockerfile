@@ -1,5 +1,6 @@
 # cachegate: build with the pinned toolchain, run on a slim Debian as a non-root user.
 #   docker build -t cachegate .
+#   podman build --format docker -t cachegate .   (podman's default OCI format drops HEALTHCHECK)
 #   docker run -p 8080:8080 -e REDIS_HOST=... -e CACHE_AUTH_TOKENS=... cachegate
 
 # ---- builder ----------------------------------------------------------------------------------

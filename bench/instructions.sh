@@ -6,8 +6,12 @@
 #
 # For each binary: a private redis-server (no persistence) with KEYS keys of the benchmark's
 # 1 KiB JSON value, cachegate started under callgrind with instrumentation off, a warm-up, then
-# instrumentation on for a wrk run of each scenario (GET hit, PUT with a ttl, batch get of 10)
-# at -c8, and the instructions counted divided by the requests served. Kernel time (the TCP
+# instrumentation on for a wrk run of each scenario (GET hit, PUT with a ttl, batch get of 10,
+# and a conditional PUT: the same PUT with If-Match carrying the ETag of the stored value, which
+# stays the same because the same bytes are written back) at -c8, and the instructions counted
+# divided by the requests served (a binary that answers no ETag gets "—" for the conditional
+# PUT). With KEEP_TMP=1 each profile stays as TMP/callgrind.<binary number>.<scenario>, for
+# callgrind_annotate. Kernel time (the TCP
 # stack, which is about half of cachegate's CPU under load) is not counted: this measures the
 # work cachegate itself does, and throughput stays bench/run.sh's job.
 #
@@ -73,24 +77,39 @@ count() {
     wrk -t1 -c8 -d1s -s "$ROOT/bench/wrk/$script" "$URL" > /dev/null
     callgrind_control -i on "$pid" > /dev/null 2>&1
     local requests
-    requests=$(wrk -t1 -c8 -d"${DURATION}s" -s "$ROOT/bench/wrk/$script" "$URL" | awk '/requests in/ {print $1}')
+    wrk -t1 -c8 -d"${DURATION}s" -s "$ROOT/bench/wrk/$script" "$URL" > "$TMP/wrk.txt"
+    # Every request must succeed (a 412 of a conditional PUT would measure the wrong path).
+    ! grep -q 'Non-2xx' "$TMP/wrk.txt" || { cat "$TMP/wrk.txt" >&2; die "$script: requests failed"; }
+    requests=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
     callgrind_control -i off "$pid" > /dev/null 2>&1
     callgrind_control -d "$pid" > /dev/null 2>&1
     # The dump is complete once its closing totals line is written.
     poll 30 grep -q '^totals:' "$out".* || die "callgrind wrote no profile"
     awk -v n="$requests" '/^totals:/ {s += $2} END {printf "%.0f", s / n}' "$out".*
+    cat "$out".* > "$TMP/callgrind.$BIN_NUMBER.${script%.lua}"
 }
 
-printf '| binary | GET hit | PUT | batch get of 10 |\n|---|---:|---:|---:|\n'
+printf '| binary | GET hit | PUT | batch get of 10 | PUT with If-Match |\n|---|---:|---:|---:|---:|\n'
+BIN_NUMBER=0
+# CACHE_SLOW_MS: under callgrind on a busy machine Redis calls take over the default 100 ms, and
+# each "slow Redis call" WARN line costs about 20,000 instructions: a term the load would set.
 for bin in "${BINARIES[@]}"; do
+    BIN_NUMBER=$((BIN_NUMBER + 1))
     env -i PATH="$PATH" REDIS_HOST=127.0.0.1 REDIS_PORT="$REDIS_PORT" CACHE_HOST=127.0.0.1 \
         CACHE_PORT="$HTTP_PORT" CACHE_LOG_FORMAT=json RUST_LOG="$LOG_LEVEL" REDIS_COMMAND_TIMEOUT_MS=5000 \
+        CACHE_SLOW_MS=3600000 \
         valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$TMP/callgrind.out.%p" \
         "$bin" > "$TMP/cachegate.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     poll 60 curl -fsS -o /dev/null "$URL/health/ready" || { tail "$TMP/cachegate.log" >&2; die "$bin did not start"; }
-    printf '| %s | %s | %s | %s |\n' "$bin" "$(count "$pid" get_hit.lua)" "$(count "$pid" put.lua)" \
-        "$(count "$pid" batch_get.lua)"
+    # The ETag of the preloaded value (every key holds the same one); none before entity tags.
+    etag=$(curl -fsS -D - -o /dev/null "$URL/v1/cache/bench:0" | tr -d '\r' | awk 'tolower($1) == "etag:" {print $2}')
+    get=$(count "$pid" get_hit.lua)
+    put=$(count "$pid" put.lua)
+    batch=$(count "$pid" batch_get.lua)
+    conditional="—"
+    [[ -z $etag ]] || conditional=$(BENCH_IF_MATCH=$etag count "$pid" put_if_match.lua)
+    printf '| %s | %s | %s | %s | %s |\n' "$bin" "$get" "$put" "$batch" "$conditional"
     kill "$pid"; wait "$pid" 2>/dev/null || true
 done

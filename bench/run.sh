@@ -9,6 +9,13 @@
 # second column: webdis against the same Redis. Results: a Markdown report on stdout, appended
 # as a new "Run" section to OUT (docs/benchmarks.md).
 #
+# With CLUSTER=1 (or CLUSTER=only, without the standalone run) it also starts a Redis Cluster of
+# three primaries (redis-server, free loopback ports, no persistence, its files on /dev/shm when
+# there is one), preloads it, points a cachegate at it (REDIS_MODE=cluster) and measures GET hit,
+# PUT and batch get of BATCH keys in BATCH hash slots over all three primaries, each as a ratio to
+# `redis-benchmark --cluster` at the same concurrency (GET, SET, MGET of BATCH keys of one hash
+# slot: Redis has no MGET across slots) in the same run.
+#
 # Only 127.0.0.1 is ever contacted. Everything started here is stopped on exit.
 #
 # Environment (all optional):
@@ -28,6 +35,7 @@
 #   CACHEGATE_BIN        use this binary instead of `cargo build --release --locked`
 #   OUT=docs/benchmarks.md  where the run is appended (relative to the repository root); empty: don't write
 #   KEEP_TMP=0           1 keeps the scratch directory (logs, raw outputs)
+#   CLUSTER=0            1: also the Redis Cluster run; only: the cluster run alone
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,6 +55,7 @@ CACHEGATE_RUST_LOG=${CACHEGATE_RUST_LOG:-warn}
 CACHEGATE_BIN=${CACHEGATE_BIN:-}
 OUT=${OUT-docs/benchmarks.md}
 KEEP_TMP=${KEEP_TMP:-0}
+CLUSTER=${CLUSTER:-0}
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -70,10 +79,12 @@ for n in CONNECTIONS THREADS KEYS VALUE_BYTES TTL BATCH; do
 done
 (( VALUE_BYTES >= 64 )) || die "VALUE_BYTES must be at least 64"
 (( KEYS >= BATCH )) || die "KEYS must be at least BATCH"
+[[ $CLUSTER == 0 || $CLUSTER == 1 || $CLUSTER == only ]] || die "CLUSTER must be 0, 1 or only (got '$CLUSTER')"
 
 for tool in wrk redis-server redis-cli redis-benchmark python3 curl; do
     command -v "$tool" >/dev/null || die "$tool is missing (Debian: apt-get install wrk redis-server redis-tools python3 curl)"
 done
+[[ $CLUSTER != only ]] || WITH_WEBDIS=0
 case $WITH_WEBDIS in
     auto) if command -v webdis >/dev/null; then WITH_WEBDIS=1; else WITH_WEBDIS=0; log "webdis not installed: no webdis column (apt-get install webdis)"; fi ;;
     1) command -v webdis >/dev/null || die "WITH_WEBDIS=1 but webdis is not installed (apt-get install webdis)" ;;
@@ -96,9 +107,10 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     if [[ $KEEP_TMP == 1 || $status != 0 ]]; then
-        log "scratch directory kept: $TMP"
+        log "scratch directory kept: $TMP${CLUSTER_DIR:+ (cluster nodes: $CLUSTER_DIR)}"
     else
         rm -rf "$TMP"
+        [[ -z ${CLUSTER_DIR:-} ]] || rm -rf "$CLUSTER_DIR"
     fi
     exit "$status"
 }
@@ -165,28 +177,24 @@ else
 fi
 [[ -x $CACHEGATE_BIN ]] || die "no executable at $CACHEGATE_BIN"
 
-read -r REDIS_PORT CACHE_PORT INFO_PORT WEBDIS_PORT <<<"$(free_ports 4)"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# --- the value and the preload -----------------------------------------------------------------
+# --- the value ---------------------------------------------------------------------------------
 VALUE_FILE=$TMP/value.json
 python3 "$ROOT/bench/make_value.py" "$VALUE_BYTES" "$VALUE_FILE"
 
-log "starting redis-server on 127.0.0.1:$REDIS_PORT"
-redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --daemonize no \
-    --dir "$TMP" --logfile "$TMP/redis.log" &
-REDIS_PID=$!
-PIDS+=("$REDIS_PID")
-redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
-wait_until redis-server 10 "$REDIS_PID" "$TMP/redis.log" redis_ping
+# --- helpers shared by the standalone and the cluster run ---------------------------------------
+# What they talk to, set by each run: the redis-server processes whose CPU is sampled, how
+# redis-benchmark reaches Redis, cachegate's Redis variables, and the results file.
+REDIS_CPU_PIDS=()
+WD_PID=
+RB_TARGET=()
+CG_REDIS_ENV=()
+RESULTS=
 
-log "preloading $KEYS keys x 2 (bench:N for HTTP, key:NNNNNNNNNNNN for redis-benchmark) of $VALUE_BYTES bytes"
-python3 "$ROOT/bench/preload.py" "$KEYS" "$VALUE_FILE" | redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --pipe > "$TMP/preload.txt"
-grep -q "errors: 0, replies: $(( KEYS * 2 ))" "$TMP/preload.txt" || { cat "$TMP/preload.txt" >&2; die "preload failed"; }
-
-# --- cachegate ---------------------------------------------------------------------------------
 start_cachegate() { # port rust_log logfile
     env -i PATH="$PATH" HOME="${HOME:-/root}" \
-        REDIS_HOST=127.0.0.1 REDIS_PORT="$REDIS_PORT" \
+        "${CG_REDIS_ENV[@]}" \
         CACHE_HOST=127.0.0.1 CACHE_PORT="$1" CACHE_LOG_FORMAT=json RUST_LOG="$2" \
         ${REDIS_POOL_SIZE:+REDIS_POOL_SIZE="$REDIS_POOL_SIZE"} \
         "$CACHEGATE_BIN" > "$3" 2>&1 &
@@ -195,11 +203,6 @@ start_cachegate() { # port rust_log logfile
     local url="http://127.0.0.1:$1/health/ready"
     wait_until cachegate 30 "$LAST_PID" "$3" curl -fsS -o /dev/null "$url"
 }
-log "starting cachegate on 127.0.0.1:$CACHE_PORT (RUST_LOG=$CACHEGATE_RUST_LOG)"
-start_cachegate "$CACHE_PORT" "$CACHEGATE_RUST_LOG" "$TMP/cachegate.log"
-CG_PID=$LAST_PID
-RSS_START=$(rss_kib "$CG_PID" VmRSS)
-CG=http://127.0.0.1:$CACHE_PORT
 
 # A quick functional check so that a broken build does not produce nonsense figures.
 expect() { # description expected-status curl-args...
@@ -208,41 +211,13 @@ expect() { # description expected-status curl-args...
     got=$(curl -sS -o "$TMP/check.out" -w '%{http_code}' "$@") || die "$what: request failed"
     [[ $got == "$want" ]] || { cat "$TMP/check.out" >&2; echo >&2; die "$what: expected $want, got $got"; }
 }
-expect "cachegate GET hit" 200 "$CG/v1/cache/bench:0"
-cmp -s "$TMP/check.out" "$VALUE_FILE" || die "cachegate GET returned a different value than preloaded"
-expect "cachegate GET miss" 404 "$CG/v1/cache/miss:0"
-expect "cachegate PUT" 204 -X PUT -H 'Content-Type: application/json' --data-binary "@$VALUE_FILE" "$CG/v1/cache/bench:0?ttl=$TTL"
-expect "cachegate batch get" 200 -X POST -H 'Content-Type: application/json' --data '{"keys":["bench:0","bench:1","miss:0"]}' "$CG/v1/batch/get"
-grep -q '"missing":\["miss:0"\]' "$TMP/check.out" || { cat "$TMP/check.out" >&2; die "batch get answered an unexpected body"; }
-sleep 1 # let the allocator settle after start-up and the checks before the idle sample
-RSS_IDLE=$(rss_kib "$CG_PID" VmRSS)
 
-# --- webdis (optional) -------------------------------------------------------------------------
-WD_PID=
-if [[ $WITH_WEBDIS == 1 ]]; then
-    cat > "$TMP/webdis.json" <<EOF
-{
-  "redis_host": "127.0.0.1", "redis_port": $REDIS_PORT, "redis_auth": null,
-  "http_host": "127.0.0.1", "http_port": $WEBDIS_PORT,
-  "threads": $(nproc), "daemonize": false, "database": 0, "websockets": false,
-  "verbosity": 1, "logfile": "$TMP/webdis.log"
+# CPU ticks of all the redis-server processes of the run.
+redis_ticks() {
+    local pid sum=0
+    for pid in "${REDIS_CPU_PIDS[@]}"; do sum=$(( sum + $(cpu_ticks "$pid") )); done
+    echo "$sum"
 }
-EOF
-    log "starting webdis on 127.0.0.1:$WEBDIS_PORT"
-    webdis "$TMP/webdis.json" > "$TMP/webdis.out" 2>&1 &
-    WD_PID=$!
-    PIDS+=("$WD_PID")
-    wait_until webdis 10 "$WD_PID" "$TMP/webdis.out" curl -fsS -o /dev/null "http://127.0.0.1:$WEBDIS_PORT/PING"
-    WD=http://127.0.0.1:$WEBDIS_PORT
-    expect "webdis GET" 200 "$WD/GET/bench:1"
-    expect "webdis SETEX" 200 -X PUT --data-binary "@$VALUE_FILE" "$WD/SETEX/bench:1/$TTL"
-    expect "webdis MGET" 200 "$WD/MGET/bench:1/bench:2"
-    WD_RSS_IDLE=$(rss_kib "$WD_PID" VmRSS)
-fi
-
-# --- measuring ---------------------------------------------------------------------------------
-RESULTS=$TMP/results.tsv
-: > "$RESULTS"
 
 # Runs a command while sampling the CPU time of the server process, redis-server and the machine;
 # the load generator's own CPU comes from bash's `time`. Appends one row to $RESULTS.
@@ -251,10 +226,10 @@ measure() {
     local kind=$1 target=$2 scenario=$3 spid=$4 outfile=$5; shift 5
     local s0=0 s1=0 r0 r1 m0 m1 t0 t1 gen
     [[ $spid == - ]] || s0=$(cpu_ticks "$spid")
-    r0=$(cpu_ticks "$REDIS_PID"); read -r -a m0 <<<"$(machine_ticks)"; t0=$(date +%s.%N)
+    r0=$(redis_ticks); read -r -a m0 <<<"$(machine_ticks)"; t0=$(date +%s.%N)
     local TIMEFORMAT='%U %S'
     { time "$@" > "$outfile" 2>&1; } 2> "$outfile.time" || { cat "$outfile" >&2; die "$target $scenario: load generator failed"; }
-    t1=$(date +%s.%N); read -r -a m1 <<<"$(machine_ticks)"; r1=$(cpu_ticks "$REDIS_PID")
+    t1=$(date +%s.%N); read -r -a m1 <<<"$(machine_ticks)"; r1=$(redis_ticks)
     [[ $spid == - ]] || s1=$(cpu_ticks "$spid")
     gen=$(awk '{print $1 + $2}' "$outfile.time")
     local cpu
@@ -289,39 +264,41 @@ wrk_run() {
 # rb_run <scenario> <redis-benchmark test arguments...>: sized to last about DURATION.
 rb_run() {
     local scenario=$1; shift
-    local common=(-h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -d "$VALUE_BYTES" -r "$KEYS" -P 1 --csv)
+    local common=("${RB_TARGET[@]}" -c "$CONNECTIONS" -d "$VALUE_BYTES" -r "$KEYS" -P 1 --csv)
     local probe rps n
     probe=$(redis-benchmark "${common[@]}" -n 20000 "$@" 2>&1 | tail -n 1 | tr -d '"' | cut -d, -f2)
     [[ $probe =~ ^[0-9.]+$ ]] || die "redis-benchmark $scenario failed: $probe"
     n=$(awk -v r="$probe" -v d="$DURATION_S" 'BEGIN { n = int(r * d); if (n < 20000) n = 20000; print n }')
     log "redis-benchmark: $scenario (-n $n, about $DURATION)"
-    measure rb redis-benchmark "$scenario" - "$TMP/rb-$scenario.txt" redis-benchmark "${common[@]}" -n "$n" "$@"
+    measure rb redis-benchmark "$scenario" - "$TMP/rb-$RUN-$scenario.txt" redis-benchmark "${common[@]}" -n "$n" "$@"
 }
 
-MGET_ARGS=(MGET)
-for _ in $(seq "$BATCH"); do MGET_ARGS+=("key:__rand_int__"); done
+# --- standalone: one redis-server ---------------------------------------------------------------
+standalone_run() {
+    RUN=standalone
+    read -r REDIS_PORT CACHE_PORT INFO_PORT WEBDIS_PORT <<<"$(free_ports 4)"
+    log "starting redis-server on 127.0.0.1:$REDIS_PORT"
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --daemonize no \
+        --dir "$TMP" --logfile "$TMP/redis.log" &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    REDIS_CPU_PIDS=("$REDIS_PID")
+    RB_TARGET=(-h 127.0.0.1 -p "$REDIS_PORT")
+    CG_REDIS_ENV=(REDIS_HOST=127.0.0.1 REDIS_PORT="$REDIS_PORT")
+    redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
+    wait_until redis-server 10 "$REDIS_PID" "$TMP/redis.log" redis_ping
 
-# Interleaved so that each figure and its baseline see the same background load.
-rb_run GET -t get
-wrk_run cachegate get_hit get_hit.lua "$CG" "$CG_PID"
-[[ -z $WD_PID ]] || wrk_run webdis get_hit get_hit.lua "$WD" "$WD_PID"
-wrk_run cachegate get_miss get_miss.lua "$CG" "$CG_PID"
-[[ -z $WD_PID ]] || wrk_run webdis get_miss get_miss.lua "$WD" "$WD_PID"
-rb_run SET -t set
-wrk_run cachegate put put.lua "$CG" "$CG_PID"
-[[ -z $WD_PID ]] || wrk_run webdis put put.lua "$WD" "$WD_PID"
-rb_run MGET "${MGET_ARGS[@]}"
-wrk_run cachegate batch_get batch_get.lua "$CG" "$CG_PID"
-[[ -z $WD_PID ]] || wrk_run webdis batch_get batch_get.lua "$WD" "$WD_PID"
-wrk_run cachegate mix mix.lua "$CG" "$CG_PID"
-[[ -z $WD_PID ]] || wrk_run webdis mix mix.lua "$WD" "$WD_PID"
+    log "preloading $KEYS keys x 2 (bench:N for HTTP, key:NNNNNNNNNNNN for redis-benchmark) of $VALUE_BYTES bytes"
+    python3 "$ROOT/bench/preload.py" "$KEYS" "$VALUE_FILE" | redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --pipe > "$TMP/preload.txt"
+    grep -q "errors: 0, replies: $(( KEYS * 2 ))" "$TMP/preload.txt" || { cat "$TMP/preload.txt" >&2; die "preload failed"; }
 
-RSS_PEAK=$(rss_kib "$CG_PID" VmHWM)
-sleep 1
-RSS_AFTER=$(rss_kib "$CG_PID" VmRSS)
-WD_RSS_PEAK=-1; WD_RSS_IDLE=${WD_RSS_IDLE:--1}
-[[ -z $WD_PID ]] || WD_RSS_PEAK=$(rss_kib "$WD_PID" VmHWM)
+    log "starting cachegate on 127.0.0.1:$CACHE_PORT (RUST_LOG=$CACHEGATE_RUST_LOG)"
+    start_cachegate "$CACHE_PORT" "$CACHEGATE_RUST_LOG" "$TMP/cachegate.log"
+    CG_PID=$LAST_PID
+    RSS_START=$(rss_kib "$CG_PID" VmRSS)
+    CG=http://127.0.0.1:$CACHE_PORT
 
+<<<<<<< HEAD
 if [[ $INFO_RUN == 1 ]]; then
     # The cost of the default access log: the same binary with RUST_LOG=info (one line per
     # request, to a file) against the measured one, in interleaved GET-hit runs so that both
@@ -335,13 +312,186 @@ if [[ $INFO_RUN == 1 ]]; then
     done
     stop "$INFO_PID"
 fi
+=======
+    expect "cachegate GET hit" 200 "$CG/v1/cache/bench:0"
+    cmp -s "$TMP/check.out" "$VALUE_FILE" || die "cachegate GET returned a different value than preloaded"
+    expect "cachegate GET miss" 404 "$CG/v1/cache/miss:0"
+    expect "cachegate PUT" 204 -X PUT -H 'Content-Type: application/json' --data-binary "@$VALUE_FILE" "$CG/v1/cache/bench:0?ttl=$TTL"
+    expect "cachegate batch get" 200 -X POST -H 'Content-Type: application/json' --data '{"keys":["bench:0","bench:1","miss:0"]}' "$CG/v1/batch/get"
+    grep -q '"missing":\["miss:0"\]' "$TMP/check.out" || { cat "$TMP/check.out" >&2; die "batch get answered an unexpected body"; }
+    sleep 1 # let the allocator settle after start-up and the checks before the idle sample
+    RSS_IDLE=$(rss_kib "$CG_PID" VmRSS)
+
+    # webdis (optional)
+    WD_PID=
+    if [[ $WITH_WEBDIS == 1 ]]; then
+        cat > "$TMP/webdis.json" <<EOF
+{
+  "redis_host": "127.0.0.1", "redis_port": $REDIS_PORT, "redis_auth": null,
+  "http_host": "127.0.0.1", "http_port": $WEBDIS_PORT,
+  "threads": $(nproc), "daemonize": false, "database": 0, "websockets": false,
+  "verbosity": 1, "logfile": "$TMP/webdis.log"
+}
+EOF
+        log "starting webdis on 127.0.0.1:$WEBDIS_PORT"
+        webdis "$TMP/webdis.json" > "$TMP/webdis.out" 2>&1 &
+        WD_PID=$!
+        PIDS+=("$WD_PID")
+        wait_until webdis 10 "$WD_PID" "$TMP/webdis.out" curl -fsS -o /dev/null "http://127.0.0.1:$WEBDIS_PORT/PING"
+        WD=http://127.0.0.1:$WEBDIS_PORT
+        expect "webdis GET" 200 "$WD/GET/bench:1"
+        expect "webdis SETEX" 200 -X PUT --data-binary "@$VALUE_FILE" "$WD/SETEX/bench:1/$TTL"
+        expect "webdis MGET" 200 "$WD/MGET/bench:1/bench:2"
+        WD_RSS_IDLE=$(rss_kib "$WD_PID" VmRSS)
+    fi
+
+    RESULTS=$TMP/results.tsv
+    : > "$RESULTS"
+    local mget_args=(MGET)
+    for _ in $(seq "$BATCH"); do mget_args+=("key:__rand_int__"); done
+
+    # Interleaved so that each figure and its baseline see the same background load.
+    rb_run GET -t get
+    wrk_run cachegate get_hit get_hit.lua "$CG" "$CG_PID"
+    [[ -z $WD_PID ]] || wrk_run webdis get_hit get_hit.lua "$WD" "$WD_PID"
+    wrk_run cachegate get_miss get_miss.lua "$CG" "$CG_PID"
+    [[ -z $WD_PID ]] || wrk_run webdis get_miss get_miss.lua "$WD" "$WD_PID"
+    rb_run SET -t set
+    wrk_run cachegate put put.lua "$CG" "$CG_PID"
+    [[ -z $WD_PID ]] || wrk_run webdis put put.lua "$WD" "$WD_PID"
+    rb_run MGET "${mget_args[@]}"
+    wrk_run cachegate batch_get batch_get.lua "$CG" "$CG_PID"
+    [[ -z $WD_PID ]] || wrk_run webdis batch_get batch_get.lua "$WD" "$WD_PID"
+    wrk_run cachegate mix mix.lua "$CG" "$CG_PID"
+    [[ -z $WD_PID ]] || wrk_run webdis mix mix.lua "$WD" "$WD_PID"
+
+    RSS_PEAK=$(rss_kib "$CG_PID" VmHWM)
+    sleep 1
+    RSS_AFTER=$(rss_kib "$CG_PID" VmRSS)
+    WD_RSS_PEAK=-1; WD_RSS_IDLE=${WD_RSS_IDLE:--1}
+    [[ -z $WD_PID ]] || WD_RSS_PEAK=$(rss_kib "$WD_PID" VmHWM)
+
+    if [[ $INFO_RUN == 1 ]]; then
+        stop "$CG_PID" # so that only one cachegate competes for the CPU
+        log "starting a second cachegate with RUST_LOG=info (log to a file) on 127.0.0.1:$INFO_PORT"
+        start_cachegate "$INFO_PORT" info "$TMP/cachegate-info.log"
+        wrk_run cachegate-info get_hit get_hit.lua "http://127.0.0.1:$INFO_PORT" "$LAST_PID"
+        stop "$LAST_PID"
+    else
+        stop "$CG_PID"
+    fi
+    [[ -z $WD_PID ]] || stop "$WD_PID"
+    stop "$REDIS_PID" # the cluster run, if any, gets the machine to itself
+}
+
+# --- Redis Cluster: three primaries -------------------------------------------------------------
+# The slot ranges of a cluster node from CLUSTER NODES, as "lo-hi,lo-hi".
+node_slots() {
+    redis-cli -h 127.0.0.1 -p "$1" cluster nodes | awk '$2 ~ /^127\.0\.0\.1:'"$1"'@/ {
+        out = ""; for (i = 9; i <= NF; i++) if ($i ~ /^[0-9]+(-[0-9]+)?$/) out = out (out == "" ? "" : ",") $i
+        print out }'
+}
+
+cluster_run() {
+    RUN=cluster
+    local ports buses i
+    read -r -a ports <<<"$(free_ports 7)" # 3 data ports, 3 cluster-bus ports, cachegate's
+    buses=("${ports[@]:3:3}")
+    CLUSTER_CACHE_PORT=${ports[6]}
+    ports=("${ports[@]:0:3}")
+    # Node files (nodes.conf, logs) in memory when the machine has /dev/shm: nothing on disk.
+    if [[ -d /dev/shm && -w /dev/shm ]]; then
+        CLUSTER_DIR=$(mktemp -d /dev/shm/cachegate-bench-cluster.XXXXXX)
+    else
+        CLUSTER_DIR=$TMP/cluster
+        mkdir -p "$CLUSTER_DIR"
+    fi
+    log "starting a Redis Cluster of 3 primaries on 127.0.0.1:${ports[*]} (files in $CLUSTER_DIR)"
+    REDIS_CPU_PIDS=()
+    for i in 0 1 2; do
+        redis-server --bind 127.0.0.1 --port "${ports[i]}" --cluster-enabled yes \
+            --cluster-port "${buses[i]}" --cluster-config-file "$CLUSTER_DIR/nodes-${ports[i]}.conf" \
+            --cluster-node-timeout 1000 --save "" --appendonly no --daemonize no \
+            --dir "$CLUSTER_DIR" --logfile "$CLUSTER_DIR/redis-${ports[i]}.log" &
+        PIDS+=("$!")
+        REDIS_CPU_PIDS+=("$!")
+    done
+    node_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]; }
+    for i in 0 1 2; do
+        wait_until "cluster node ${ports[i]}" 10 "${REDIS_CPU_PIDS[i]}" "$CLUSTER_DIR/redis-${ports[i]}.log" node_ping "${ports[i]}"
+    done
+    redis-cli --cluster create "${ports[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes \
+        > "$TMP/cluster-create.txt" 2>&1 || { cat "$TMP/cluster-create.txt" >&2; die "redis-cli --cluster create failed"; }
+    cluster_ok() {
+        local p
+        for p in "${ports[@]}"; do
+            redis-cli -h 127.0.0.1 -p "$p" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || return 1
+        done
+    }
+    wait_until "the cluster" 30 "${REDIS_CPU_PIDS[0]}" "$CLUSTER_DIR/redis-${ports[0]}.log" cluster_ok
+
+    log "preloading $KEYS keys x 2 of $VALUE_BYTES bytes, each node its share by hash slot"
+    local replies=0 slots
+    for i in 0 1 2; do
+        slots=$(node_slots "${ports[i]}")
+        [[ -n $slots ]] || die "cluster node ${ports[i]} serves no slots"
+        python3 "$ROOT/bench/preload.py" "$KEYS" "$VALUE_FILE" "$slots" \
+            | redis-cli -h 127.0.0.1 -p "${ports[i]}" --pipe > "$TMP/preload-${ports[i]}.txt"
+        grep -q 'errors: 0,' "$TMP/preload-${ports[i]}.txt" || { cat "$TMP/preload-${ports[i]}.txt" >&2; die "cluster preload failed"; }
+        replies=$(( replies + $(sed -n 's/.*replies: \([0-9]*\).*/\1/p' "$TMP/preload-${ports[i]}.txt") ))
+    done
+    (( replies == KEYS * 2 )) || die "cluster preload wrote $replies keys, not $(( KEYS * 2 ))"
+
+    RB_TARGET=(--cluster -h 127.0.0.1 -p "${ports[0]}")
+    local seeds
+    seeds=$(printf '127.0.0.1:%s,' "${ports[@]}")
+    CG_REDIS_ENV=(REDIS_MODE=cluster REDIS_CLUSTER_NODES="${seeds%,}")
+    log "starting cachegate on 127.0.0.1:$CLUSTER_CACHE_PORT against the cluster (RUST_LOG=$CACHEGATE_RUST_LOG)"
+    start_cachegate "$CLUSTER_CACHE_PORT" "$CACHEGATE_RUST_LOG" "$TMP/cachegate-cluster.log"
+    local pid=$LAST_PID url=http://127.0.0.1:$CLUSTER_CACHE_PORT
+    expect "cluster: cachegate GET hit" 200 "$url/v1/cache/bench:0"
+    cmp -s "$TMP/check.out" "$VALUE_FILE" || die "cluster: cachegate GET returned a different value than preloaded"
+    expect "cluster: cachegate PUT" 204 -X PUT -H 'Content-Type: application/json' --data-binary "@$VALUE_FILE" "$url/v1/cache/bench:0?ttl=$TTL"
+    # bench:0, bench:1 and bench:2 lie on three different primaries.
+    expect "cluster: cachegate batch get" 200 -X POST -H 'Content-Type: application/json' --data '{"keys":["bench:0","bench:1","bench:2","miss:0"]}' "$url/v1/batch/get"
+    grep -q '"missing":\["miss:0"\]' "$TMP/check.out" || { cat "$TMP/check.out" >&2; die "cluster: batch get answered an unexpected body"; }
+
+    RESULTS=$TMP/results-cluster.tsv
+    : > "$RESULTS"
+    # redis-benchmark replaces {tag} with a hash tag of the node each client talks to: MGET of
+    # BATCH keys of one slot, the most a single Redis command can read.
+    local mget_args=(MGET)
+    for _ in $(seq "$BATCH"); do mget_args+=("key:{tag}:__rand_int__"); done
+    # SET first: redis-benchmark's GET and MGET then read the keys it wrote (key:{tag}:N).
+    rb_run SET -t set
+    wrk_run cachegate put put.lua "$url" "$pid"
+    rb_run GET -t get
+    wrk_run cachegate get_hit get_hit.lua "$url" "$pid"
+    rb_run MGET "${mget_args[@]}"
+    wrk_run cachegate batch_get batch_get_slots.lua "$url" "$pid"
+    # Which answers were not 2xx, by route and status (wrk counts them only).
+    curl -fsS -o "$TMP/metrics-cluster.txt" "$url/metrics" || : > "$TMP/metrics-cluster.txt"
+    CLUSTER_NON_2XX=$(awk '/^cachegate_http_requests_total\{/ && !/status="2/ {
+            match($0, /route="[^"]*"/); r = substr($0, RSTART + 7, RLENGTH - 8)
+            match($0, /status="[^"]*"/); st = substr($0, RSTART + 8, RLENGTH - 9)
+            printf "%s%s %s: %d", sep, r, st, $NF; sep = "; " }' "$TMP/metrics-cluster.txt")
+    stop "$pid"
+    for pid in "${REDIS_CPU_PIDS[@]}"; do stop "$pid"; done
+}
+
+[[ $CLUSTER == only ]] || standalone_run
+[[ $CLUSTER == 0 ]] || cluster_run
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+>>>>>>> bench
 
 # --- report ------------------------------------------------------------------------------------
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ $COMMIT != unknown && -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
     COMMIT="$COMMIT (working tree with uncommitted changes)"
 fi
-export RESULTS COMMIT BIN_NOTE DURATION WARMUP CONNECTIONS THREADS KEYS VALUE_BYTES TTL BATCH \
+export RESULTS_STANDALONE=$TMP/results.tsv RESULTS_CLUSTER=$TMP/results-cluster.tsv LOAD_START LOAD_END
+export CLUSTER_NON_2XX=${CLUSTER_NON_2XX:-none}
+export COMMIT BIN_NOTE DURATION WARMUP CONNECTIONS THREADS KEYS VALUE_BYTES TTL BATCH \
     CACHEGATE_RUST_LOG RSS_START RSS_IDLE RSS_AFTER RSS_PEAK WD_RSS_IDLE WD_RSS_PEAK
 export NPROC=$(nproc)
 export CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
@@ -354,12 +504,18 @@ REPORT=$TMP/report.md
 python3 > "$REPORT" <<'PY'
 import os, datetime
 E = os.environ
-rows = {}
-for line in open(E["RESULTS"]):
-    target, scenario, wall, cpu_srv, cpu_redis, cpu_gen, busy, fields = line.rstrip("\n").split("\t")
-    d = dict(kv.split("=", 1) for kv in fields.split()[1:])
-    d.update(wall=float(wall), cpu_srv=int(cpu_srv), cpu_redis=int(cpu_redis), cpu_gen=int(cpu_gen), busy=int(busy))
-    rows[(target, scenario)] = d
+def load(path):
+    rows = {}
+    if not os.path.exists(path):
+        return rows
+    for line in open(path):
+        target, scenario, wall, cpu_srv, cpu_redis, cpu_gen, busy, fields = line.rstrip("\n").split("\t")
+        d = dict(kv.split("=", 1) for kv in fields.split()[1:])
+        d.update(wall=float(wall), cpu_srv=int(cpu_srv), cpu_redis=int(cpu_redis), cpu_gen=int(cpu_gen), busy=int(busy))
+        rows[(target, scenario)] = d
+    return rows
+rows = load(E["RESULTS_STANDALONE"])
+cluster = load(E["RESULTS_CLUSTER"])
 
 def f(v, digits=0): return f"{float(v):,.{digits}f}"
 def ms(us): return "—" if us is None or int(float(us)) < 0 else f"{int(float(us)) / 1000:.2f}"
@@ -382,20 +538,13 @@ p(f"## Run {now}, commit {E['COMMIT']}\n")
 p(f"- machine: {E['NPROC']} cores ({E['CPU_MODEL']}), Linux {E['KERNEL']}; Redis {E['REDIS_VERSION']}, wrk {E['WRK_VERSION']}")
 p(f"- binary: {E['BIN_NOTE']}; cachegate RUST_LOG={E['CACHEGATE_RUST_LOG']}, CACHE_LOG_FORMAT=json, REDIS_POOL_SIZE={E['POOL_NOTE']}")
 p(f"- load: wrk -t{E['THREADS']} -c{E['CONNECTIONS']} -d{E['DURATION']} (after a {E['WARMUP']} warm-up); redis-benchmark -c {E['CONNECTIONS']} -d {E['VALUE_BYTES']} -r {E['KEYS']} -P 1, sized to about {E['DURATION']}")
-p(f"- data: {E['KEYS']} keys, {E['VALUE_BYTES']}-byte JSON values, random keys per request\n")
-hdr = "| scenario | req/s | × baseline | p50 ms | p99 ms | p99.9 ms | errors | baseline |"
-sep = "|---|---:|---:|---:|---:|---:|---:|---|"
-if webdis:
-    hdr += " webdis req/s | webdis × | webdis p99 ms |"
-    sep += "---:|---:|---:|"
-p(hdr); p(sep)
-checks = []
-for key, name, base in scen:
-    c = rows.get(("cachegate", key)); b = rows.get(("redis-benchmark", base))
-    if not c or not b: continue
-    r = ratio(c, b)
-    line = f"| {name} | {f(c['rps'])} | **{r:.2f}×** | {ms(c['p50_us'])} | {ms(c['p99_us'])} | {ms(c['p999_us'])} | {errors(c, key, 'cachegate')} | {base} {f(b['rps'])}/s |"
+p(f"- data: {E['KEYS']} keys, {E['VALUE_BYTES']}-byte JSON values, random keys per request")
+p(f"- machine load (1, 5, 15-minute load averages): {E['LOAD_START']} at the start, {E['LOAD_END']} at the end\n")
+if rows:
+    hdr = "| scenario | req/s | × baseline | p50 ms | p99 ms | p99.9 ms | errors | baseline |"
+    sep = "|---|---:|---:|---:|---:|---:|---:|---|"
     if webdis:
+<<<<<<< HEAD
         w = rows.get(("webdis", key))
         line += f" {f(w['rps'])} | {ratio(w, b):.2f}× | {ms(w['p99_us'])} |" if w else " — | — | — |"
     p(line)
@@ -445,6 +594,91 @@ checks.append(("peak RSS ≤ 32 MiB", mib(E["RSS_PEAK"]) <= 32, f"{mib(E['RSS_PE
 p("\nTargets (issues 7 and 18):\n")
 for what, ok, val in checks:
     p(f"- {'met' if ok else '**not met**'}: {what} ({val})")
+=======
+        hdr += " webdis req/s | webdis × | webdis p99 ms |"
+        sep += "---:|---:|---:|"
+    p(hdr); p(sep)
+    checks = []
+    for key, name, base in scen:
+        c = rows.get(("cachegate", key)); b = rows.get(("redis-benchmark", base))
+        if not c or not b: continue
+        r = ratio(c, b)
+        line = f"| {name} | {f(c['rps'])} | **{r:.2f}×** | {ms(c['p50_us'])} | {ms(c['p99_us'])} | {ms(c['p999_us'])} | {errors(c, key, 'cachegate')} | {base} {f(b['rps'])}/s |"
+        if webdis:
+            w = rows.get(("webdis", key))
+            line += f" {f(w['rps'])} | {ratio(w, b):.2f}× | {ms(w['p99_us'])} |" if w else " — | — | — |"
+        p(line)
+        if key in targets:
+            checks.append((f"{name} ≥ {targets[key][1]}× of redis-benchmark {base}", r >= targets[key][1], f"{r:.2f}×"))
+        if key in ("get_hit", "put"):
+            p99 = int(c["p99_us"]) / 1000
+            checks.append((f"{name} p99 ≤ 2 ms", p99 <= 2.0, f"{p99:.2f} ms"))
+    info = rows.get(("cachegate-info", "get_hit"))
+    if info:
+        b = rows[("redis-benchmark", "GET")]
+        p(f"| GET hit, RUST_LOG=info | {f(info['rps'])} | {ratio(info, b):.2f}× | {ms(info['p50_us'])} | {ms(info['p99_us'])} | {ms(info['p999_us'])} | {errors(info, 'get_hit', 'cachegate')} | GET {f(b['rps'])}/s |" + (" | | |" if webdis else ""))
+    p("")
+    p("Baseline, redis-benchmark (no pipelining; its latencies are its own client-side figures):\n")
+    p("| command | req/s | p50 ms | p99 ms |")
+    p("|---|---:|---:|---:|")
+    for base in ("GET", "SET", "MGET"):
+        b = rows.get(("redis-benchmark", base))
+        if b:
+            label = f"MGET of {E['BATCH']}" if base == "MGET" else base
+            p(f"| {label} | {f(b['rps'])} | {ms(b['p50_us'])} | {ms(b['p99_us'])} |")
+    p("")
+    p("CPU during each measured run, in % of one core (server = cachegate, webdis or —; machine = all processes, of "
+      f"{int(E['NPROC']) * 100}%):\n")
+    p("| target | scenario | server | redis-server | load generator | machine |")
+    p("|---|---|---:|---:|---:|---:|")
+    for (t, s), d in rows.items():
+        srv = "—" if d["cpu_srv"] < 0 else f"{d['cpu_srv']}%"
+        p(f"| {t} | {s} | {srv} | {d['cpu_redis']}% | {d['cpu_gen']}% | {d['busy']}% |")
+    p("")
+    mib = lambda k: int(k) / 1024
+    p("Memory of cachegate (from /proc/PID/status):\n")
+    p("| after start | idle after preload | idle after the load | peak (VmHWM) |")
+    p("|---:|---:|---:|---:|")
+    p(f"| {mib(E['RSS_START']):.1f} MiB | {mib(E['RSS_IDLE']):.1f} MiB | {mib(E['RSS_AFTER']):.1f} MiB | {mib(E['RSS_PEAK']):.1f} MiB |")
+    if webdis and int(E["WD_RSS_PEAK"]) > 0:
+        p(f"\nwebdis: {mib(E['WD_RSS_IDLE']):.1f} MiB idle, {mib(E['WD_RSS_PEAK']):.1f} MiB peak.")
+    checks.append(("peak RSS ≤ 32 MiB", mib(E["RSS_PEAK"]) <= 32, f"{mib(E['RSS_PEAK']):.1f} MiB"))
+    p("\nTargets of issue 7:\n")
+    for what, ok, val in checks:
+        p(f"- {'met' if ok else '**not met**'}: {what} ({val})")
+if cluster:
+    if rows:
+        p("")
+    p("### Redis Cluster, 3 primaries\n")
+    p(f"cachegate with REDIS_MODE=cluster against three primaries (no replicas) started by this run; "
+      f"the baseline is `redis-benchmark --cluster` at the same -c {E['CONNECTIONS']}. cachegate's batch get "
+      f"reads {E['BATCH']} keys in {E['BATCH']} hash slots spread over the three primaries "
+      f"(`bench/wrk/batch_get_slots.lua`); redis-benchmark's MGET reads {E['BATCH']} keys of one slot "
+      "(its `{tag}`), the most one Redis command can read in a cluster.\n")
+    p("| scenario | req/s | × baseline | p50 ms | p99 ms | p99.9 ms | errors | baseline |")
+    p("|---|---:|---:|---:|---:|---:|---:|---|")
+    for key, name, base in [("get_hit", "GET hit", "GET"), ("put", f"PUT {E['VALUE_BYTES']} B, ?ttl={E['TTL']}", "SET"),
+                            ("batch_get", f"batch get of {E['BATCH']}, {E['BATCH']} slots", "MGET")]:
+        c = cluster.get(("cachegate", key)); b = cluster.get(("redis-benchmark", base))
+        if not c or not b: continue
+        p(f"| {name} | {f(c['rps'])} | **{ratio(c, b):.2f}×** | {ms(c['p50_us'])} | {ms(c['p99_us'])} | {ms(c['p999_us'])} | {errors(c, key, 'cachegate')} | {base} {f(b['rps'])}/s |")
+    p(f"\nAnswers other than 2xx during the cluster run (cachegate's /metrics, warm-ups and checks included): {E['CLUSTER_NON_2XX'] or 'none'}.\n")
+    p("Baseline, redis-benchmark --cluster (no pipelining):\n")
+    p("| command | req/s | p50 ms | p99 ms |")
+    p("|---|---:|---:|---:|")
+    for base in ("GET", "SET", "MGET"):
+        b = cluster.get(("redis-benchmark", base))
+        if b:
+            label = f"MGET of {E['BATCH']}, one slot" if base == "MGET" else base
+            p(f"| {label} | {f(b['rps'])} | {ms(b['p50_us'])} | {ms(b['p99_us'])} |")
+    p("")
+    p(f"CPU during each measured run, in % of one core (redis-server = the three nodes together; machine = all processes, of {int(E['NPROC']) * 100}%):\n")
+    p("| target | scenario | server | redis-server | load generator | machine |")
+    p("|---|---|---:|---:|---:|---:|")
+    for (t, sc), d in cluster.items():
+        srv = "—" if d["cpu_srv"] < 0 else f"{d['cpu_srv']}%"
+        p(f"| {t} | {sc} | {srv} | {d['cpu_redis']}% | {d['cpu_gen']}% | {d['busy']}% |")
+>>>>>>> bench
 print("\n".join(out))
 PY
 

@@ -80,6 +80,21 @@ def main(base_url: str, token: str) -> None:
     ttl = expect(get_ttl.sync_detailed(first, client=client), 200, "get ttl")
     assert isinstance(ttl, TtlBody) and isinstance(ttl.ttl, int) and 0 < ttl.ttl <= TTL, ttl
 
+    # compare-and-set with the ETag: a write on the value read succeeds, a stale one gets 412
+    # with the current tag, and a read with the current tag is 304
+    etag = got.headers["etag"]
+    changed: dict[str, Any] = {**value, "name": "Grace"}
+    cas = put_value.sync_detailed(first, client=client, body=changed, ttl=TTL, if_match=etag)
+    assert cas.status_code == 204 and cas.headers["etag"] != etag, cas.content
+    stale = put_value.sync_detailed(first, client=client, body=value, ttl=TTL, if_match=etag)
+    refused = expect(stale, 412, "stale compare-and-set")
+    assert isinstance(refused, ErrorBody), refused
+    assert refused.error.code.value == "precondition_failed", refused
+    assert stale.headers["etag"] == cas.headers["etag"], stale.headers
+    cached = get_value.sync_detailed(first, client=client, if_none_match=cas.headers["etag"])
+    assert cached.status_code == 304 and cached.headers["etag"] == cas.headers["etag"]
+    value = changed
+
     # a value that is not an object, and JSON null, written with the generated batch set:
     # the generated put sends no body at all for None (see the README)
     entries = EntriesBody(
@@ -131,7 +146,7 @@ def main(base_url: str, token: str) -> None:
     assert ErrorBody.from_dict(refused.json()).error.code.value == "unauthorized"
     assert refused.headers["www-authenticate"].lower().startswith("bearer"), refused.headers
 
-    print("generated client round trip: put, get, ttl, batch set, null, list, batch get, delete: ok")
+    print("generated client round trip: put, get, ttl, compare-and-set, 304, batch set, null, list, batch get, delete: ok")
 
 
 def open_round_trip(open_url: str) -> None:

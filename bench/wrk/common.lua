@@ -8,6 +8,7 @@
 --   BENCH_TTL         ttl of a PUT, seconds (default 300)
 --   BENCH_BATCH       keys per batch get (default 10)
 --   BENCH_PUT_PERCENT share of PUTs in the mix scenario (default 10)
+--   BENCH_IF_MATCH    the ETag a conditional PUT sends in If-Match (put_if_match.lua)
 --
 -- Requests are formatted once, in init(), and picked at random per request, so wrk's single
 -- thread spends its time on the network rather than on string building.
@@ -46,13 +47,15 @@ function M.get(key)
   return wrk.format("GET", "/v1/cache/" .. key)
 end
 
-function M.put(key, value)
+-- extra: more request headers (cachegate only), e.g. { ["If-Match"] = tag }.
+function M.put(key, value, extra)
   if M.target == "webdis" then
     -- webdis appends a PUT body as the last argument: SETEX key ttl <body>
     return wrk.format("PUT", "/SETEX/" .. key .. "/" .. M.ttl, nil, value)
   end
-  return wrk.format("PUT", "/v1/cache/" .. key .. "?ttl=" .. M.ttl,
-                    { ["Content-Type"] = "application/json" }, value)
+  local headers = { ["Content-Type"] = "application/json" }
+  for name, v in pairs(extra or {}) do headers[name] = v end
+  return wrk.format("PUT", "/v1/cache/" .. key .. "?ttl=" .. M.ttl, headers, value)
 end
 
 function M.batch_get(keys)
@@ -61,6 +64,30 @@ function M.batch_get(keys)
   for i, k in ipairs(keys) do quoted[i] = '"' .. k .. '"' end
   return wrk.format("POST", "/v1/batch/get", { ["Content-Type"] = "application/json" },
                     '{"keys":[' .. table.concat(quoted, ",") .. ']}')
+end
+
+-- CRC-16/XMODEM of a string, the checksum of Redis Cluster's hash slots (LuaJIT's bit library).
+local bit = require("bit")
+local function crc16(s)
+  local crc = 0
+  for i = 1, #s do
+    crc = bit.bxor(crc, bit.lshift(s:byte(i), 8))
+    for _ = 1, 8 do
+      if bit.band(crc, 0x8000) ~= 0 then
+        crc = bit.band(bit.bxor(bit.lshift(crc, 1), 0x1021), 0xffff)
+      else
+        crc = bit.band(bit.lshift(crc, 1), 0xffff)
+      end
+    end
+  end
+  return crc
+end
+
+-- The hash slot of a key as Redis Cluster computes it: of its hash tag ({...}, not empty)
+-- when it has one.
+function M.slot(key)
+  local tag = key:match("^[^{]*{([^}]+)}")
+  return crc16(tag or key) % 16384
 end
 
 -- n pre-formatted requests built by make(i).

@@ -198,7 +198,7 @@ async fn read(
     headers: &HeaderMap,
 ) -> Result<HttpResponse, ApiError> {
     // Parsed before Redis is asked: a malformed header is the client's error, whatever the key.
-    let preconditions = Preconditions::from_headers(headers)?;
+    let preconditions = Preconditions::for_read(headers)?;
     let stored = state
         .store
         .get(keyspace, key, ttl)

@@ -151,6 +151,14 @@ impl Preconditions {
         })
     }
 
+    /// A read's preconditions: `If-None-Match` only (cachegate's reads ignore `If-Match`).
+    pub fn for_read(headers: &HeaderMap) -> Result<Self, ApiError> {
+        Ok(Self {
+            if_match: None,
+            if_none_match: parse_header(headers, &header::IF_NONE_MATCH)?,
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.if_match.is_none() && self.if_none_match.is_none()
     }

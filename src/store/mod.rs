@@ -352,34 +352,41 @@ impl Store {
         redis_keys: &[Vec<u8>],
         max_bytes: usize,
     ) -> Result<Option<Vec<Option<Vec<u8>>>>, StoreError> {
-        let lengths = join_all(by_slot(redis_keys.iter()).into_values().map(|group| {
-            let mut pipe = redis::pipe();
-            // A WRONGTYPE reply must come back as a value (counted 0 below), not fail the
-            // whole pipeline.
-            pipe.ignore_errors();
-            for key in group {
-                pipe.cmd("STRLEN").arg(key);
-            }
-            async move {
-                let pipe = &pipe;
-                self.lanes
-                    .run(Op::read("strlen"), |mut link| async move {
-                        // STRLEN of a key of another type is an error; count it 0 as MGET
-                        // answers it nil.
-                        let replies: Vec<redis::Value> = pipe.query_async(&mut link).await?;
-                        Ok(replies
+        let pipes: Vec<redis::Pipeline> = by_slot(redis_keys.iter())
+            .into_values()
+            .map(|group| {
+                let mut pipe = redis::pipe();
+                // STRLEN of a key of another type is an error: count it 0, as MGET answers nil.
+                pipe.ignore_errors();
+                for key in group {
+                    pipe.cmd("STRLEN").arg(key);
+                }
+                pipe
+            })
+            .collect();
+        let pipes = &pipes;
+        // One round trip's worth of the in-flight bound for the whole batch, however many
+        // slots it spans.
+        let lengths: Vec<usize> = self
+            .lanes
+            .run(Op::read("strlen"), |link| async move {
+                let replies = join_all(pipes.iter().map(|pipe| {
+                    let mut link = link.clone();
+                    async move { pipe.query_async::<Vec<redis::Value>>(&mut link).await }
+                }))
+                .await;
+                replies
+                    .into_iter()
+                    .map(|reply| {
+                        Ok(reply?
                             .iter()
                             .map(|r| usize::from_redis_value(r.clone()).unwrap_or(0))
                             .sum::<usize>())
                     })
-                    .await
-            }
-        }))
-        .await;
-        let mut total = 0usize;
-        for length in lengths {
-            total = total.saturating_add(length?);
-        }
+                    .collect()
+            })
+            .await?;
+        let total = lengths.iter().fold(0usize, |sum, n| sum.saturating_add(*n));
         if total > max_bytes {
             return Ok(None);
         }
