@@ -45,6 +45,7 @@ ENVIRONMENT (empty counts as unset):
     CACHE_LOG_FORMAT          json or pretty [pretty on a terminal, else json]
     CACHE_SLOW_MS             Redis calls slower than this log a WARN [100]
     CACHE_SHUTDOWN_TIMEOUT_S  grace for in-flight requests on SIGTERM/SIGINT [30]
+    CACHE_REQUEST_TIMEOUT_MS  a request's headers and body must arrive within this; else 408 [10000]
     RUST_LOG                  log levels [info]
 ";
 

@@ -4,6 +4,7 @@
 //! machine, cross-field checks, and error messages that name the full variable and what it
 //! accepts. Empty variables count as unset, so a Compose `.env` with blank lines is harmless.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -126,6 +127,8 @@ pub struct Config {
     pub log_format: Option<LogFormat>,
     pub slow_threshold: Duration,
     pub shutdown_timeout: Duration,
+    /// A request's headers and body must arrive within this (`CACHE_REQUEST_TIMEOUT_MS`).
+    pub request_timeout: Duration,
     /// Settings that are valid but probably not what the operator meant, logged at start.
     pub warnings: Vec<String>,
 }
@@ -190,6 +193,8 @@ struct CacheEnv {
     slow_ms: u64,
     #[serde(default = "default_shutdown_timeout_s")]
     shutdown_timeout_s: u64,
+    #[serde(default = "default_request_timeout_ms")]
+    request_timeout_ms: u64,
 }
 
 const DEFAULT_REDIS_HOST: &str = "localhost";
@@ -226,6 +231,9 @@ fn default_slow_ms() -> u64 {
 }
 fn default_shutdown_timeout_s() -> u64 {
     30
+}
+fn default_request_timeout_ms() -> u64 {
+    10_000
 }
 
 /// One multiplexed connection per core: each HTTP worker thread (one per core) pipelines its
@@ -272,6 +280,26 @@ const ACCEPTS: &[(&str, &str)] = &[
     ("CACHE_LOG_FORMAT", "`json` or `pretty`"),
     ("CACHE_SLOW_MS", "milliseconds, 0 or more"),
     ("CACHE_SHUTDOWN_TIMEOUT_S", "whole seconds, 0 or more"),
+    ("CACHE_REQUEST_TIMEOUT_MS", "milliseconds from 1 to 600000"),
+];
+
+/// The variables that hold numbers: a run of ASCII digits, nothing else (Rust's parsers
+/// would take `+5`, and the contract refuses signed values).
+const NUMERIC: &[&str] = &[
+    "REDIS_PORT",
+    "REDIS_DB",
+    "REDIS_TTL",
+    "REDIS_POOL_SIZE",
+    "REDIS_CONNECT_TIMEOUT_MS",
+    "REDIS_COMMAND_TIMEOUT_MS",
+    "CACHE_PORT",
+    "CACHE_MAX_KEY_BYTES",
+    "CACHE_MAX_VALUE_BYTES",
+    "CACHE_MAX_BATCH_BYTES",
+    "CACHE_MAX_TTL",
+    "CACHE_SLOW_MS",
+    "CACHE_SHUTDOWN_TIMEOUT_S",
+    "CACHE_REQUEST_TIMEOUT_MS",
 ];
 
 fn accepts(variable: &str) -> &'static str {
@@ -309,10 +337,90 @@ fn envy_error(prefix: &str, err: envy::Error) -> ConfigError {
     }
 }
 
+/// The names of the fields a struct deserializes, as serde derive lists them: the variables
+/// of the table are exactly the fields of `RedisEnv` and `CacheEnv`, so they cannot drift.
+fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Fields(Option<&'static [&'static str]>);
+    impl<'de> serde::Deserializer<'de> for &mut Fields {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = Some(fields);
+            Err(serde::de::Error::custom("only the field names were wanted"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut fields = Fields(None);
+    let _ = T::deserialize(&mut fields);
+    fields.0.unwrap_or_default()
+}
+
+/// Whether envy would read `name` into a field (it lowercases the part after the prefix).
+fn is_known_variable(name: &str) -> bool {
+    let known = |prefix: &str, fields: &[&str]| {
+        name.strip_prefix(prefix)
+            .is_some_and(|rest| fields.iter().any(|field| field.eq_ignore_ascii_case(rest)))
+    };
+    known("REDIS_", field_names::<RedisEnv>()) || known("CACHE_", field_names::<CacheEnv>())
+}
+
+/// Keeps the variables as UTF-8 text. A variable of the table whose value is not UTF-8 is
+/// refused, naming it and never showing the value (it may be a password); anything else that
+/// is not UTF-8 is none of cachegate's business and is skipped.
+fn utf8_vars(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut text = Vec::new();
+    for (name, value) in vars {
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
+        match value.into_string() {
+            Ok(value) => text.push((name, value)),
+            Err(_) if is_known_variable(&name) => {
+                return Err(ConfigError(format!(
+                    "{name} is invalid: its value is not valid UTF-8 (the value is not shown); \
+                     it accepts {}",
+                    accepts(&name)
+                )))
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(text)
+}
+
+/// Refuses a number written with a sign, spaces or anything but ASCII digits.
+fn check_numeric(vars: &[(String, String)]) -> Result<(), ConfigError> {
+    match vars.iter().find(|(name, value)| {
+        NUMERIC.contains(&name.as_str()) && !value.bytes().all(|b| b.is_ascii_digit())
+    }) {
+        Some((name, _)) => Err(ConfigError(format!(
+            "{name} is invalid: it accepts {}, written as plain digits (no sign or spaces)",
+            accepts(name)
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment (`vars_os`: a value that is not UTF-8 must not panic).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
+        Self::from_vars(utf8_vars(std::env::vars_os())?)
     }
 
     /// Reads configuration from the given variables (the process environment, or a test's).
@@ -327,6 +435,7 @@ impl Config {
             .into_iter()
             .filter(|(_, value)| !value.is_empty())
             .collect();
+        check_numeric(&vars)?;
         let redis_env: RedisEnv = envy::prefixed("REDIS_")
             .from_iter(vars.iter().cloned())
             .map_err(|e| envy_error("REDIS_", e))?;
@@ -377,6 +486,12 @@ impl Config {
             1,
             1 << 30,
         )?;
+        check_range(
+            "CACHE_REQUEST_TIMEOUT_MS",
+            cache.request_timeout_ms,
+            1,
+            600_000,
+        )?;
         let auth = auth_config(&cache)?;
         // Malformed token entries stop the start here, where every other bad value does.
         crate::auth::Access::from_config(&auth, &crate::keys::Keyspace::new(&cache.key_prefix))
@@ -410,6 +525,7 @@ impl Config {
             log_format,
             slow_threshold: Duration::from_millis(cache.slow_ms),
             shutdown_timeout: Duration::from_secs(cache.shutdown_timeout_s),
+            request_timeout: Duration::from_millis(cache.request_timeout_ms),
             warnings,
         })
     }
@@ -776,5 +892,76 @@ mod tests {
         );
         let err = config(&[("CACHE_AUTH", "off")]).unwrap_err().0;
         assert!(err.contains("CACHE_AUTH"), "{err}");
+    }
+
+    #[test]
+    fn the_known_variables_are_the_fields_envy_reads() {
+        for name in [
+            "REDIS_PASSWORD",
+            "REDIS_URL",
+            "CACHE_AUTH_TOKENS",
+            "CACHE_REQUEST_TIMEOUT_MS",
+        ] {
+            assert!(is_known_variable(name), "{name}");
+        }
+        for name in ["REDIS_", "CACHE_NOPE", "HOME", "RUST_LOG", "PASSWORD"] {
+            assert!(!is_known_variable(name), "{name}");
+        }
+        for name in NUMERIC.iter().chain(ACCEPTS.iter().map(|(name, _)| name)) {
+            assert!(
+                is_known_variable(name),
+                "{name} is listed but read by no field"
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_refused_only_for_known_variables_and_never_shown() {
+        use std::os::unix::ffi::OsStringExt;
+        let secret = || OsString::from_vec(b"S3cret\xe4PW".to_vec());
+        let err = utf8_vars([("REDIS_PASSWORD".into(), secret())])
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("REDIS_PASSWORD") && err.contains("UTF-8"),
+            "{err}"
+        );
+        assert!(!err.contains("S3cret"), "{err}");
+        let kept = utf8_vars([
+            ("UNRELATED".into(), secret()),
+            ("CACHE_UNKNOWN".into(), secret()),
+            (OsString::from_vec(b"N\xffME".to_vec()), "x".into()),
+            ("REDIS_TTL".into(), "60".into()),
+        ])
+        .unwrap();
+        assert_eq!(kept, vec![("REDIS_TTL".to_string(), "60".to_string())]);
+    }
+
+    #[test]
+    fn numbers_with_a_sign_or_spaces_are_refused_naming_the_variable() {
+        for variable in NUMERIC {
+            for value in ["+5", " 5", "5 ", "-5", "5\t", "\u{0665}"] {
+                let err = config(&[(variable, value)])
+                    .err()
+                    .unwrap_or_else(|| panic!("{variable}={value:?} was accepted"))
+                    .0;
+                assert!(err.contains(variable), "{variable}={value:?}: {err}");
+            }
+        }
+        assert!(config(&[("REDIS_TTL", "5"), ("CACHE_PORT", "0")]).is_ok());
+    }
+
+    #[test]
+    fn the_request_timeout_defaults_to_10_s_and_is_checked() {
+        assert_eq!(
+            config(&[]).unwrap().request_timeout,
+            Duration::from_secs(10)
+        );
+        let cfg = config(&[("CACHE_REQUEST_TIMEOUT_MS", "250")]).unwrap();
+        assert_eq!(cfg.request_timeout, Duration::from_millis(250));
+        for bad in ["0", "600001", "ten"] {
+            let err = config(&[("CACHE_REQUEST_TIMEOUT_MS", bad)]).unwrap_err().0;
+            assert!(err.contains("CACHE_REQUEST_TIMEOUT_MS"), "{bad}: {err}");
+        }
     }
 }

@@ -26,6 +26,7 @@ pub enum ErrorCode {
     WrongType,
     NotJson,
     PreconditionFailed,
+    RequestTimeout,
     PayloadTooLarge,
     UnsupportedMediaType,
     BackendUnavailable,
@@ -52,6 +53,7 @@ impl ErrorCode {
             WrongType => "wrong_type",
             NotJson => "not_json",
             PreconditionFailed => "precondition_failed",
+            RequestTimeout => "request_timeout",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             BackendUnavailable => "backend_unavailable",
@@ -72,6 +74,7 @@ impl ErrorCode {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             WrongType | NotJson => StatusCode::CONFLICT,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -188,6 +191,11 @@ impl ResponseError for ApiError {
             }
             ErrorCode::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            // The rest of a late body may still be on its way: the connection cannot carry
+            // another request.
+            ErrorCode::RequestTimeout => {
+                response.force_close();
             }
             _ => {}
         }

@@ -37,7 +37,39 @@ fn query_error(
     err: actix_web::error::QueryPayloadError,
     _: &actix_web::HttpRequest,
 ) -> actix_web::Error {
-    ApiError::invalid_request(format!("the query string is malformed: {err}")).into()
+    let message = match &err {
+        actix_web::error::QueryPayloadError::Deserialize(detail) => {
+            query_message(&detail.to_string())
+        }
+        other => format!("the query string is malformed: {other}"),
+    };
+    ApiError::invalid_request(message).into()
+}
+
+/// Turns serde's "unknown field `tll`, expected `ttl`" (from `deny_unknown_fields` on every
+/// query struct) into a message about query parameters; other details pass through.
+fn query_message(detail: &str) -> String {
+    const MAX_CHARS: usize = 300;
+    let message = match detail.strip_prefix("unknown field ") {
+        Some(rest) => {
+            let (name, expected) = rest.split_once(", ").unwrap_or((rest, ""));
+            match expected.strip_prefix("expected ") {
+                Some(known) => format!(
+                    "unknown query parameter {name}: this operation takes {}",
+                    known.trim_start_matches("one of ")
+                ),
+                None => format!(
+                    "unknown query parameter {name}: this operation takes no query parameter"
+                ),
+            }
+        }
+        None => format!("the query string is malformed: {detail}"),
+    };
+    // A parameter name can be as long as the URI: keep the message short.
+    match message.char_indices().nth(MAX_CHARS) {
+        Some((end, _)) => format!("{}…", &message[..end]),
+        None => message,
+    }
 }
 
 fn path_error(err: actix_web::error::PathError, _: &actix_web::HttpRequest) -> actix_web::Error {
@@ -56,7 +88,18 @@ async fn stop_gracefully(handle: &ServerHandle, state: &AppState) {
 pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>, web::Data<AppState>), String> {
     crate::routes::metrics::recorder();
     let shutdown = config.shutdown_timeout;
+    let request_timeout = config.request_timeout;
     let bind = (config.http_host.clone(), config.http_port);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let open_files = open_file_limit();
+    let per_worker = connections_per_worker(open_files, workers, config.redis.pool_size);
+    tracing::info!(
+        max_connections = per_worker * workers,
+        per_worker,
+        workers,
+        open_file_limit = open_files,
+        "HTTP connections capped below the open-file limit"
+    );
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -86,11 +129,44 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>, web::Data<AppSt
             .wrap(from_fn(telemetry::observe))
     })
     .disable_signals()
+    .workers(workers)
+    .max_connections(per_worker)
+    // The head of a connection's first request (actix answers a late one with 408 itself);
+    // bodies are bounded where they are read (`body::read_json_body`).
+    .client_request_timeout(request_timeout)
     .shutdown_timeout(shutdown.as_secs())
     .bind(bind.clone())
     .map_err(|e| format!("cannot listen on {}:{}: {e}", bind.0, bind.1))?;
     let addrs = server.addrs();
     Ok((server.run(), addrs, shared))
+}
+
+/// The soft limit on open files (RLIMIT_NOFILE); None when unlimited or unknown.
+fn open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is handed, which lives on this stack.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    (read && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
+/// actix's own default per worker, used when the open-file limit leaves more room.
+const ACTIX_MAX_CONNECTIONS: usize = 25_600;
+
+/// How many connections each worker may hold so that all of them stay below the open-file
+/// limit: at the limit, accepting fails ("Too many open files") and no one, `/health`
+/// included, is answered; under the cap, extra clients wait in the listen backlog until
+/// a connection closes. Room is kept for Redis connections, log files and the runtime's own
+/// descriptors: a tenth of the limit, and at least 64 + 4 per Redis connection + 8 per worker.
+pub fn connections_per_worker(open_files: Option<u64>, workers: usize, pool_size: usize) -> usize {
+    let Some(limit) = open_files else {
+        return ACTIX_MAX_CONNECTIONS;
+    };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let reserve = (64 + 4 * pool_size + 8 * workers).max(limit / 10);
+    (limit.saturating_sub(reserve) / workers.max(1)).clamp(1, ACTIX_MAX_CONNECTIONS)
 }
 
 /// Starts the server in a background task: how the tests run cachegate in-process.
@@ -137,5 +213,49 @@ async fn wait_for_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{connections_per_worker, query_message};
+
+    #[test]
+    fn unknown_query_parameters_are_named() {
+        assert_eq!(
+            query_message("unknown field `tll`, expected `ttl`"),
+            "unknown query parameter `tll`: this operation takes `ttl`"
+        );
+        assert_eq!(
+            query_message("unknown field `x`, expected one of `pattern`, `cursor`, `limit`"),
+            "unknown query parameter `x`: this operation takes `pattern`, `cursor`, `limit`"
+        );
+        assert_eq!(
+            query_message("unknown field `ttl`, there are no fields"),
+            "unknown query parameter `ttl`: this operation takes no query parameter"
+        );
+        assert_eq!(
+            query_message("duplicate field `ttl`"),
+            "the query string is malformed: duplicate field `ttl`"
+        );
+        let long = query_message(&format!(
+            "unknown field `{}`, there are no fields",
+            "x".repeat(10_000)
+        ));
+        assert!(long.chars().count() <= 301, "{}", long.len());
+    }
+
+    #[test]
+    fn connections_stay_below_the_open_file_limit() {
+        for limit in [256, 512, 1024, 20_000, 1 << 20] {
+            for workers in [1, 2, 16] {
+                let total = connections_per_worker(Some(limit), workers, 16) * workers;
+                assert!(total < limit as usize - 64, "{limit} {workers}: {total}");
+                assert!(total >= workers, "{limit} {workers}: {total}");
+            }
+        }
+        assert_eq!(connections_per_worker(Some(20_000), 2, 2), 9_000);
+        assert_eq!(connections_per_worker(None, 2, 2), 25_600);
+        assert_eq!(connections_per_worker(Some(10), 2, 2), 1);
     }
 }

@@ -481,14 +481,17 @@ async fn routing_comes_before_authentication_which_comes_before_validation() {
         ("GET", "/v1/cache?limit=0", None),
         ("DELETE", "/v1/cache", None),
         ("POST", "/v1/batch/get", Some("[]")),
+        // An unknown query parameter is the request's own validation too.
+        ("GET", "/v1/cache/k?tll=60", None),
+        ("HEAD", "/v1/cache/k?tll=60", None),
+        ("PUT", "/v1/cache/k/ttl?tll=60", Some("[60]")),
+        ("POST", "/v1/batch/get?tll=60", Some("{\"keys\": [\"k\"]}")),
+        ("GET", "/v1/stats?tll=60", None),
     ];
     for (method, path, body) in no_token {
-        expect(
-            call(&app, method, path, None, body).await,
-            401,
-            Some("unauthorized"),
-        )
-        .await;
+        // HEAD answers carry no body: the status alone tells.
+        let code = (method != "HEAD").then_some("unauthorized");
+        expect(call(&app, method, path, None, body).await, 401, code).await;
     }
     let wrong_type = app
         .client
@@ -532,6 +535,18 @@ async fn routing_comes_before_authentication_which_comes_before_validation() {
         Some("forbidden"),
     )
     .await;
+    for (method, path, token) in [
+        ("PUT", "/v1/cache/k?tll=60", r),
+        ("DELETE", "/v1/cache/k?tll=60", r),
+        ("GET", "/v1/stats?tll=60", Some(ALPHA)),
+    ] {
+        expect(
+            call(&app, method, path, token, Some("1")).await,
+            403,
+            Some("forbidden"),
+        )
+        .await;
+    }
 
     // With a token that may act, validation answers.
     let a = Some(ADMIN);
@@ -557,6 +572,12 @@ async fn routing_comes_before_authentication_which_comes_before_validation() {
         call(&app, "DELETE", "/v1/cache", a, None).await,
         400,
         Some("invalid_pattern"),
+    )
+    .await;
+    expect(
+        call(&app, "GET", "/v1/cache/k?tll=60", r, None).await,
+        400,
+        Some("invalid_request"),
     )
     .await;
     app.stop().await;

@@ -360,9 +360,9 @@ async fn huge_query_strings_and_headers_are_refused() {
         .get(app.url(&format!("/v1/cache/k?{many}")))
         .send();
     assert_eq!(
-        response.await.unwrap().status(),
-        404,
-        "unknown parameters are ignored"
+        error_code(response.await.unwrap()).await,
+        "invalid_request",
+        "unknown parameters are refused"
     );
 
     // Past what the HTTP parser accepts (64 KiB URIs, 128 KiB heads, 96 headers): refused by
@@ -492,4 +492,251 @@ async fn absurd_ttls_are_refused_and_write_nothing() {
     redis.cli(&["DEL", "held"]);
     assert_nothing_written(&redis);
     assert_still_serving(&app).await;
+}
+
+/// Sends `head` then trickles `body` two bytes at a time every `every`; returns the answer
+/// (status, body, whether the server asked to close) and how long after the first byte it
+/// came. None when the server closed without answering.
+async fn trickle(
+    app: &TestApp,
+    head: &str,
+    body: &[u8],
+    every: Duration,
+) -> (Option<Raw>, bool, Duration) {
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let started = std::time::Instant::now();
+    stream.write_all(head.as_bytes()).await.expect("send head");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut pieces = body.chunks(2);
+    let outcome = tokio::time::timeout(EXCHANGE_WITHIN, async {
+        loop {
+            tokio::select! {
+                read = stream.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                },
+                _ = tokio::time::sleep(every) => {
+                    // The server may have stopped reading; only its answer matters.
+                    if let Some(piece) = pieces.next() {
+                        let _ = stream.write_all(piece).await;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(outcome.is_ok(), "the server neither answered nor closed");
+    let head_end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(0);
+    let closes = String::from_utf8_lossy(&answer[..head_end])
+        .to_ascii_lowercase()
+        .contains("connection: close");
+    (parse_response(&answer), closes, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_past_the_request_timeout_gets_408_and_the_connection_closes() {
+    let redis = RedisServer::start();
+    let timeout = Duration::from_millis(1500);
+    let every = Duration::from_millis(200);
+    let app = TestApp::start_with(&redis, &[("CACHE_REQUEST_TIMEOUT_MS", "1500")]).await;
+    for (method, path) in [
+        ("PUT", "/v1/cache/slow"),
+        ("PUT", "/v1/cache/slow/ttl"),
+        ("POST", "/v1/batch/get"),
+        ("POST", "/v1/batch/set"),
+        ("POST", "/v1/batch/delete"),
+    ] {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: 1000000\r\n\r\n"
+        );
+        let endless = vec![b' '; 1_000_000];
+        let (raw, closes, took) = trickle(&app, &head, &endless, every).await;
+        let raw = raw.unwrap_or_else(|| panic!("{method} {path}: closed without an answer"));
+        assert_eq!(
+            (raw.status, raw.code()),
+            (408, "request_timeout".into()),
+            "{path}"
+        );
+        assert!(
+            closes,
+            "{method} {path}: the 408 does not close the connection"
+        );
+        // Answered at the timeout, not before, and well before the client would finish.
+        assert!(took >= timeout, "{method} {path}: 408 after {took:?}");
+        assert!(
+            took < timeout + Duration::from_secs(3),
+            "{method} {path}: {took:?}"
+        );
+    }
+    // A body that arrives slowly but within the time is served.
+    let head = "PUT /v1/cache/patient HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+                Content-Type: application/json\r\nContent-Length: 10\r\n\r\n";
+    let (raw, _, _) = trickle(&app, head, b"[1, 2, 30]", every).await;
+    assert_eq!(raw.expect("an answer").status, 204);
+    assert_eq!(redis.cli(&["GET", "patient"]), "[1, 2, 30]");
+    redis.cli(&["DEL", "patient"]);
+    assert_nothing_written(&redis);
+    assert_still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_parameter_an_operation_does_not_define_is_refused_by_name() {
+    let redis = RedisServer::start();
+    let app = TestApp::start(&redis).await;
+    redis.cli(&["SET", "k", "1", "EX", "100"]);
+    let requests = [
+        ("PUT", "/v1/cache/k?tll=60", Some("1")),
+        ("GET", "/v1/cache/k?tll=60", None),
+        ("GET", "/v1/cache/k?ttl=60&x=1", None),
+        ("DELETE", "/v1/cache/k?tll=60", None),
+        ("GET", "/v1/cache/k/ttl?tll=60", None),
+        ("PUT", "/v1/cache/k/ttl?tll=60", Some("{\"ttl\": 60}")),
+        ("GET", "/v1/cache?patern=*", None),
+        ("DELETE", "/v1/cache?pattern=*&limit=1", None),
+        ("POST", "/v1/batch/get?tll=60", Some("{\"keys\": [\"k\"]}")),
+        (
+            "POST",
+            "/v1/batch/delete?tll=60",
+            Some("{\"keys\": [\"k\"]}"),
+        ),
+        (
+            "POST",
+            "/v1/batch/set?tll=60",
+            Some("{\"entries\": [{\"key\": \"k\", \"value\": 2}]}"),
+        ),
+        ("GET", "/v1/stats?tll=60", None),
+        // Named however it is encoded.
+        ("GET", "/v1/cache/k?%74ll=60", None),
+    ];
+    for (method, path, body) in requests {
+        let response = app.send_json(method, path, body.unwrap_or_default()).await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("a JSON error");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{method} {path}: {body}"
+        );
+        let name = if path.contains("patern") {
+            "`patern`"
+        } else if path.contains("limit") {
+            "`limit`"
+        } else if path.contains("x=1") {
+            "`x`"
+        } else {
+            "`tll`"
+        };
+        assert!(message.contains(name), "{method} {path}: {message}");
+    }
+    let head = app
+        .client
+        .head(app.url("/v1/cache/k?tll=60"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 400, "HEAD with an unknown parameter");
+    // Nothing above acted: the key and its TTL are as they were.
+    assert_eq!(redis.cli(&["GET", "k"]), "1");
+    let ttl: i64 = redis.cli(&["TTL", "k"]).parse().unwrap();
+    assert!((1..=100).contains(&ttl), "the TTL became {ttl}");
+    // Defined parameters still work, and the routes outside /v1 ignore queries.
+    assert_eq!(
+        app.send_json("PUT", "/v1/cache/k?ttl=60", "2")
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.send_json("GET", "/v1/cache?pattern=*&limit=5", "")
+            .await
+            .status(),
+        200
+    );
+    let health = app
+        .client
+        .get(app.url("/health?probe=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    redis.cli(&["DEL", "k"]);
+    assert_nothing_written(&redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_of_the_wrong_shape_are_refused_arrays_for_objects_included() {
+    let redis = RedisServer::start();
+    let app = TestApp::start(&redis).await;
+    redis.cli(&["SET", "held", "1", "EX", "100"]);
+    let refused = [
+        ("PUT", "/v1/cache/held/ttl", "[60]", "invalid_ttl"),
+        ("PUT", "/v1/cache/held/ttl", "60", "invalid_ttl"),
+        ("PUT", "/v1/cache/held/ttl", "[60", "invalid_json"),
+        ("POST", "/v1/batch/get", "[[\"held\"]]", "invalid_request"),
+        ("POST", "/v1/batch/get", "[\"held\"]", "invalid_request"),
+        (
+            "POST",
+            "/v1/batch/delete",
+            "[[\"held\"]]",
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/batch/set",
+            "[[{\"key\": \"k\", \"value\": 1}]]",
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/batch/set",
+            "{\"entries\": [[\"k\", 1]]}",
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/batch/set",
+            "{\"entries\": [[\"k\", 1, 60]]}",
+            "invalid_request",
+        ),
+    ];
+    for (method, path, body, code) in refused {
+        let response = app.send_json(method, path, body).await;
+        assert_eq!(error_code(response).await, code, "{method} {path} {body}");
+    }
+    let ttl: i64 = redis.cli(&["TTL", "held"]).parse().unwrap();
+    assert!(
+        (61..=100).contains(&ttl),
+        "a refused update set the TTL to {ttl}"
+    );
+    assert_eq!(
+        redis.cli(&["EXISTS", "held"]),
+        "1",
+        "a refused batch deleted it"
+    );
+    redis.cli(&["DEL", "held"]);
+    assert_nothing_written(&redis);
+    // The right shapes are served.
+    let response = app.send_json(
+        "POST",
+        "/v1/batch/set",
+        "{\"entries\": [{\"key\": \"k\", \"value\": 1}]}",
+    );
+    assert_eq!(response.await.status(), 200);
+    assert_eq!(
+        app.send_json("PUT", "/v1/cache/k/ttl", "{\"ttl\": 60}")
+            .await
+            .status(),
+        204
+    );
+    let response = app
+        .send_json("POST", "/v1/batch/delete", "{\"keys\": [\"k\"]}")
+        .await;
+    assert_eq!(response.status(), 200);
 }

@@ -9,13 +9,13 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::auth::{Caller, Read, Write};
-use crate::body::{body_error, check_depth, read_json_body};
+use crate::body::{check_depth, objects, parse_object, read_json_body};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::{CacheKey, Ttl};
 use crate::routes::responses::{
     key_list_schema, key_schema, AuthErrors, BackendErrors, BodyErrors,
 };
-use crate::routes::store_error;
+use crate::routes::{store_error, NoParams};
 use crate::state::AppState;
 use crate::store::{BatchEntry, StoreError};
 
@@ -38,7 +38,7 @@ pub struct KeysBody {
 ]}))]
 pub struct EntriesBody<'a> {
     /// 1 to 1000 entries, written all or nothing; a repeated key: the last entry wins.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "objects")]
     #[schema(min_items = 1, max_items = 1000)]
     pub entries: Vec<Entry<'a>>,
     /// `true` (the default): all entries or none. On a Redis Cluster that needs every key
@@ -121,9 +121,14 @@ async fn read_keys(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<Vec<CacheKey>, ApiError> {
-    let body = read_json_body(req, payload, state.limits.max_batch_bytes).await?;
-    let parsed: KeysBody =
-        serde_json::from_slice(&body).map_err(|e| body_error(&e, ErrorCode::InvalidRequest))?;
+    let body = read_json_body(
+        req,
+        payload,
+        state.limits.max_batch_bytes,
+        state.config.request_timeout,
+    )
+    .await?;
+    let parsed: KeysBody = parse_object(&body, ErrorCode::InvalidRequest)?;
     check_count(parsed.keys.len(), "keys")?;
     parsed
         .keys
@@ -146,7 +151,7 @@ async fn read_keys(
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "What was found, and what was not.", body = Found),
-        (status = 400, description = "The body is not JSON, has the wrong shape, holds 0 or more than 1000 keys, or an invalid key.", body = ErrorBody,
+        (status = 400, description = "The body is not JSON, has the wrong shape (an array where an object is expected included), holds 0 or more than 1000 keys, or an invalid key, or the query names a parameter (this operation defines none).", body = ErrorBody,
             examples(
                 ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "a batch holds 1 to 1000 keys; this one holds 0"}}))),
                 ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key is empty"}}))),
@@ -159,6 +164,7 @@ async fn read_keys(
 )]
 pub async fn batch_get(
     caller: Caller<Read>,
+    _: web::Query<NoParams>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -226,7 +232,7 @@ pub async fn batch_get(
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Every entry was written.", body = Written),
-        (status = 400, description = "The body is not JSON, has the wrong shape or 0 or more than 1000 entries, an entry has an invalid key or ttl, or (cluster) an all-or-nothing batch spans hash slots; nothing was written.", body = ErrorBody,
+        (status = 400, description = "The body is not JSON, has the wrong shape (an array where an object is expected included) or 0 or more than 1000 entries, an entry has an invalid key or ttl, the query names a parameter (this operation defines none), or (cluster) an all-or-nothing batch spans hash slots; nothing was written.", body = ErrorBody,
             examples(
                 ("cross_slot" = (summary = "cross_slot", value = json!({"error": {"code": "cross_slot", "message": "the keys lie in different Redis Cluster hash slots, so they cannot be written all or nothing; give related keys a common hash tag ({user:1}:profile and {user:1}:prefs share a slot), or send \"atomic\": false to write each slot's entries all or nothing"}}))),
                 ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "a batch holds 1 to 1000 entries; this one holds 0"}}))),
@@ -241,13 +247,19 @@ pub async fn batch_get(
 )]
 pub async fn batch_set(
     caller: Caller<Write>,
+    _: web::Query<NoParams>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json_body(&req, payload, state.limits.max_batch_bytes).await?;
-    let parsed: EntriesBody =
-        serde_json::from_slice(&body).map_err(|e| body_error(&e, ErrorCode::InvalidRequest))?;
+    let body = read_json_body(
+        &req,
+        payload,
+        state.limits.max_batch_bytes,
+        state.config.request_timeout,
+    )
+    .await?;
+    let parsed: EntriesBody = parse_object(&body, ErrorCode::InvalidRequest)?;
     check_count(parsed.entries.len(), "entries")?;
     let limits = &state.limits;
     let entries = parsed
@@ -313,7 +325,7 @@ pub async fn batch_set(
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "How many of the keys existed and were deleted.", body = crate::routes::cache::Deleted),
-        (status = 400, description = "The body is not JSON, has the wrong shape, holds 0 or more than 1000 keys, or an invalid key.", body = ErrorBody,
+        (status = 400, description = "The body is not JSON, has the wrong shape (an array where an object is expected included), holds 0 or more than 1000 keys, or an invalid key, or the query names a parameter (this operation defines none).", body = ErrorBody,
             examples(
                 ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "a batch holds 1 to 1000 keys; this one holds 0"}}))),
                 ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key is empty"}}))),
@@ -326,6 +338,7 @@ pub async fn batch_set(
 )]
 pub async fn batch_delete(
     caller: Caller<Write>,
+    _: web::Query<NoParams>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,

@@ -12,14 +12,14 @@ use utoipa::openapi::Required;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{query_names_any, Caller, Need, Read, Requirement, Write};
-use crate::body::{body_error, check_value, is_json, read_json_body};
+use crate::body::{check_value, is_json, parse_object, read_json_body};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::Keyspace;
 use crate::keys::{CacheKey, Pattern, Ttl};
 use crate::routes::conditions::{precondition_failed, ETag, Preconditions, WritePlan};
 use crate::routes::leases::{self, LeaseQuery};
 use crate::routes::responses::{cursor_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
-use crate::routes::store_error;
+use crate::routes::{store_error, NoParams};
 use crate::state::AppState;
 use crate::store::{LeaseRead, ListCursor, Store, TtlState, WriteCondition};
 
@@ -72,6 +72,7 @@ impl Requirement for ReadUnlessQueryWrites {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ReadParams {
     /// Also reset the key's TTL to this many seconds (sliding expiry), atomically with the read.
     #[param(value_type = Option<u64>, minimum = 1, maximum = 2592000)]
@@ -97,6 +98,7 @@ pub struct ReadParams {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct WriteParams {
     /// Seconds to live, 1 to CACHE_MAX_TTL; REDIS_TTL when absent.
     #[param(value_type = Option<u64>, minimum = 1, maximum = 2592000)]
@@ -155,10 +157,11 @@ fn miss(key: &CacheKey) -> HttpResponse {
         (status = 304, description = "If-None-Match matched the current value: no body.",
             headers(("ETag" = String, description = "The current entity tag."),
                 ("X-Cache" = String, description = "HIT"))),
-        (status = 400, description = "The key, the ttl or the If-None-Match header is invalid.", body = ErrorBody,
+        (status = 400, description = "The key, the ttl or the If-None-Match header is invalid, or the query names a parameter this operation does not define.", body = ErrorBody,
             examples(
                 ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key contains a control character (U+0000-U+001F or U+007F)"}}))),
                 ("invalid_ttl" = (summary = "invalid_ttl", value = json!({"error": {"code": "invalid_ttl", "message": "ttl must be a whole number of seconds from 1 to 2592000"}}))),
+                ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "unknown query parameter `tll`: this operation takes `ttl`"}}))),
             )),
         (status = 404, description = "No value is cached under the key. With lease: Cache-Lease is present for the one caller that holds the lease (it should compute the value and PUT it with the same header), absent for the others (after wait, when given, ran out).", body = ErrorBody,
             headers(("X-Cache" = String, description = "MISS"),
@@ -235,7 +238,7 @@ async fn read_with_lease(
                 ("ETag" = String, description = "A strong entity tag of the stored bytes."))),
         (status = 304, description = "If-None-Match matched the current value.",
             headers(("ETag" = String, description = "The current entity tag."))),
-        (status = 400, description = "The key or the If-None-Match header is invalid; no body."),
+        (status = 400, description = "The key or the If-None-Match header is invalid, or the query names a parameter (invalid_request: HEAD defines none); no body."),
         (status = 404, description = "No value is cached under the key; no body.",
             headers(("X-Cache" = String, description = "MISS"))),
         (status = 409, description = "The key holds another Redis type, or a string that is not JSON; no body."),
@@ -251,6 +254,7 @@ async fn read_with_lease(
 pub async fn head_value(
     caller: Caller<Read>,
     key: PathKey,
+    _: web::Query<NoParams>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -418,7 +422,7 @@ fn condition_header(name: &str, description: &str) -> Parameter {
                 ("PutTtl" = (operation_id = "put_ttl", parameters(("key" = "$request.path.key")))),
                 ("DeleteValue" = (operation_id = "delete_value", parameters(("key" = "$request.path.key")))),
             )),
-        (status = 400, description = "The key, the ttl, the body or a condition header is invalid.", body = ErrorBody,
+        (status = 400, description = "The key, the ttl, the body or a condition header is invalid, or the query names a parameter this operation does not define (invalid_request).", body = ErrorBody,
             examples(
                 ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key is empty"}}))),
                 ("invalid_ttl" = (summary = "invalid_ttl", value = json!({"error": {"code": "invalid_ttl", "message": "ttl must be a whole number of seconds from 1 to 2592000"}}))),
@@ -446,7 +450,13 @@ pub async fn put_value(
 ) -> Result<HttpResponse, ApiError> {
     let ttl = parse_ttl(params.ttl.as_deref(), &state)?.unwrap_or(state.limits.default_ttl);
     let preconditions = Preconditions::from_headers(req.headers())?;
-    let body = read_json_body(&req, payload, state.limits.max_value_bytes).await?;
+    let body = read_json_body(
+        &req,
+        payload,
+        state.limits.max_value_bytes,
+        state.config.request_timeout,
+    )
+    .await?;
     check_value(&body)?;
     let (ks, key, store) = (&caller.keyspace, &key.0, &state.store);
     if let Some(token) = leases::fill_token(req.headers())? {
@@ -572,8 +582,11 @@ fn with_tag(error: ApiError, tag: Option<ETag>) -> ApiError {
                 ("GetValue" = (operation_id = "get_value", parameters(("key" = "$request.path.key")),
                     description = "The key is gone: 404.")),
             )),
-        (status = 400, description = "The key is invalid.", body = ErrorBody,
-            example = json!({"error": {"code": "invalid_key", "message": "the key is empty"}})),
+        (status = 400, description = "The key is invalid, or the query names a parameter (invalid_request: this operation defines none).", body = ErrorBody,
+            examples(
+                ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key is empty"}}))),
+                ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "unknown query parameter `tll`: this operation takes no query parameter"}}))),
+            )),
         (status = 404, description = "The key did not exist.", body = ErrorBody,
             example = json!({"error": {"code": "key_not_found", "message": "no value is cached under key 'user:1'"}})),
         (status = 412, description = "If-Match failed (also for an absent key: the precondition is checked before existence); nothing was deleted. Carries the current ETag when the key exists.", body = ErrorBody,
@@ -586,6 +599,7 @@ fn with_tag(error: ApiError, tag: Option<ETag>) -> ApiError {
 pub async fn delete_value(
     caller: Caller<Write>,
     key: PathKey,
+    _: web::Query<NoParams>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -650,8 +664,11 @@ pub struct TtlBody {
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Seconds left.", body = TtlBody),
-        (status = 400, description = "The key is invalid.", body = ErrorBody,
-            example = json!({"error": {"code": "invalid_key", "message": "the key is empty"}})),
+        (status = 400, description = "The key is invalid, or the query names a parameter (invalid_request: this operation defines none).", body = ErrorBody,
+            examples(
+                ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key is empty"}}))),
+                ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "unknown query parameter `tll`: this operation takes no query parameter"}}))),
+            )),
         (status = 404, description = "The key does not exist.", body = ErrorBody,
             example = json!({"error": {"code": "key_not_found", "message": "no value is cached under key 'user:1'"}})),
         AuthErrors,
@@ -661,6 +678,7 @@ pub struct TtlBody {
 pub async fn get_ttl(
     caller: Caller<Read>,
     key: PathKey,
+    _: web::Query<NoParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ttl = match state
@@ -701,8 +719,9 @@ pub struct TtlUpdate<'a> {
     security((), ("bearer" = [])),
     responses(
         (status = 204, description = "The TTL was set."),
-        (status = 400, description = "The key, the body or the ttl in it is invalid.", body = ErrorBody,
+        (status = 400, description = "The key, the body or the ttl in it is invalid (a body that is not the object {\"ttl\": N}, an array included, is invalid_ttl), or the query names a parameter (invalid_request: this operation defines none).", body = ErrorBody,
             examples(
+                ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "unknown query parameter `tll`: this operation takes no query parameter"}}))),
                 ("invalid_key" = (summary = "invalid_key", value = json!({"error": {"code": "invalid_key", "message": "the key is empty"}}))),
                 ("invalid_ttl" = (summary = "invalid_ttl", value = json!({"error": {"code": "invalid_ttl", "message": "the body must be {\"ttl\": <seconds>}"}}))),
                 ("invalid_json" = (summary = "invalid_json", value = json!({"error": {"code": "invalid_json", "message": "the body is not valid JSON: EOF while parsing an object at line 1 column 1"}}))),
@@ -717,13 +736,19 @@ pub struct TtlUpdate<'a> {
 pub async fn put_ttl(
     caller: Caller<Write>,
     key: PathKey,
+    _: web::Query<NoParams>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json_body(&req, payload, state.limits.max_value_bytes).await?;
-    let update: TtlUpdate =
-        serde_json::from_slice(&body).map_err(|e| body_error(&e, ErrorCode::InvalidTtl))?;
+    let body = read_json_body(
+        &req,
+        payload,
+        state.limits.max_value_bytes,
+        state.config.request_timeout,
+    )
+    .await?;
+    let update: TtlUpdate = parse_object(&body, ErrorCode::InvalidTtl)?;
     let raw = update.ttl.ok_or_else(|| {
         ApiError::new(
             ErrorCode::InvalidTtl,
@@ -745,6 +770,7 @@ pub async fn put_ttl(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// A Redis glob over keys (`*`, `?`, `[abc]`, `\` escapes); default `*`.
     #[param(
@@ -797,7 +823,7 @@ fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of keys.", body = KeyList),
-        (status = 400, description = "The pattern, cursor or limit is invalid.", body = ErrorBody,
+        (status = 400, description = "The pattern, cursor or limit is invalid, or the query names a parameter this operation does not define (invalid_request).", body = ErrorBody,
             examples(
                 ("invalid_pattern" = (summary = "invalid_pattern", value = json!({"error": {"code": "invalid_pattern", "message": "pattern contains a control character"}}))),
                 ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "limit must be a whole number from 1 to 1000"}}))),
@@ -833,6 +859,7 @@ pub async fn list_keys(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteParams {
     /// A Redis glob over keys; required and non-empty (`*` deletes every key).
     #[param(value_type = String, required = true, min_length = 1, max_length = 2048,
@@ -860,8 +887,11 @@ pub struct Deleted {
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "How many keys were deleted.", body = Deleted),
-        (status = 400, description = "The pattern is missing, empty or invalid.", body = ErrorBody,
-            example = json!({"error": {"code": "invalid_pattern", "message": "pattern is required and must not be empty; use * for every key"}})),
+        (status = 400, description = "The pattern is missing, empty or invalid, or the query names a parameter this operation does not define.", body = ErrorBody,
+            examples(
+                ("invalid_pattern" = (summary = "invalid_pattern", value = json!({"error": {"code": "invalid_pattern", "message": "pattern is required and must not be empty; use * for every key"}}))),
+                ("invalid_request" = (summary = "invalid_request", value = json!({"error": {"code": "invalid_request", "message": "unknown query parameter `limit`: this operation takes `pattern`"}}))),
+            )),
         AuthErrors,
         BackendErrors,
     )

@@ -11,9 +11,25 @@ pub mod responses;
 pub mod stats;
 
 use actix_web::{web, HttpRequest, HttpResponse, Resource};
+use serde::Deserialize;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::IntoParams;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::store::StoreError;
+
+/// The query of a `/v1` operation that defines no parameter: any parameter is refused
+/// (`400 invalid_request` naming it, see `server::query_error`), as the structs of the
+/// operations that define some refuse the others with `deny_unknown_fields`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+impl IntoParams for NoParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        Vec::new()
+    }
+}
 
 /// Maps a store failure to the HTTP error the contract names for it.
 pub fn store_error(err: StoreError) -> ApiError {

@@ -168,7 +168,7 @@ impl IntoResponses for BackendErrors {
     }
 }
 
-/// `413` and `415`, on every operation that takes a body.
+/// `408`, `413` and `415`, on every operation that takes a body.
 pub struct BodyErrors;
 
 impl IntoResponses for BodyErrors {
@@ -190,6 +190,23 @@ impl IntoResponses for BodyErrors {
             )],
         )
         .build();
-        responses(vec![("413", too_large), ("415", media_type)])
+        let timeout = error_response(
+            "The body did not arrive within CACHE_REQUEST_TIMEOUT_MS (default 10 s) of the \
+             request's head; the connection is closed.",
+            &[(
+                ErrorCode::RequestTimeout,
+                "the request body did not arrive within 10000 ms (CACHE_REQUEST_TIMEOUT_MS)",
+            )],
+        )
+        .header(
+            "Connection",
+            string_header("The connection is closed after this answer.", "close"),
+        )
+        .build();
+        responses(vec![
+            ("408", timeout),
+            ("413", too_large),
+            ("415", media_type),
+        ])
     }
 }

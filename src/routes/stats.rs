@@ -91,12 +91,18 @@ pub struct ConfigStats {
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The statistics.", body = Stats),
+        (status = 400, description = "The query names a parameter (this operation defines none).", body = ErrorBody,
+            example = json!({"error": {"code": "invalid_request", "message": "unknown query parameter `tll`: this operation takes no query parameter"}})),
         AuthErrors,
         (status = 500, description = "An unexpected failure; the message never holds internals.", body = ErrorBody,
             example = json!({"error": {"code": "internal", "message": "internal error; see the service log"}})),
     )
 )]
-pub async fn get_stats(_caller: Caller<RedisWide>, state: web::Data<AppState>) -> HttpResponse {
+pub async fn get_stats(
+    _caller: Caller<RedisWide>,
+    _: web::Query<crate::routes::NoParams>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     // Bounded on its own: stats must answer within 2 s even with a long command timeout.
     // Usable means what readiness means, so the two never disagree.
     let (ready, redis) = tokio::join!(
