@@ -17,6 +17,7 @@ pub enum ErrorCode {
     InvalidJson,
     InvalidPattern,
     InvalidRequest,
+    InvalidTag,
     CrossSlot,
     Unauthorized,
     Forbidden,
@@ -37,9 +38,8 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            InvalidKey | InvalidTtl | InvalidJson | InvalidPattern | InvalidRequest | CrossSlot => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidKey | InvalidTtl | InvalidJson | InvalidPattern | InvalidRequest
+            | InvalidTag | CrossSlot => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
             KeyNotFound | NotFound => StatusCode::NOT_FOUND,

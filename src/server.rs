@@ -59,6 +59,7 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>), String> {
         redis = %state.store.describe(),
         "connecting to Redis"
     );
+    routes::tags::spawn_census(&state);
     let server = HttpServer::new(move || {
         // Runs on each worker thread as it starts: its Redis links are made before its first
         // request needs them.
