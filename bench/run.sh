@@ -20,6 +20,8 @@
 #   VALUE_BYTES=1024     size of the JSON value (exact)
 #   TTL=300              ttl of each PUT (?ttl=)
 #   BATCH=10             keys per batch get / MGET
+#   INVALIDATE_KEYS=1000 keys of the tag invalidated per round (and deleted by redis-cli)
+#   INVALIDATE_ROUNDS=5  rounds of the invalidation scenario
 #   WITH_WEBDIS=auto     auto: run webdis when installed; 1: require it; 0: skip
 #   INFO_RUN=1           also run GET hit once against a cachegate with RUST_LOG=info (0 to skip)
 #   CACHEGATE_RUST_LOG=warn  RUST_LOG of the measured cachegate
@@ -40,6 +42,8 @@ KEYS=${KEYS:-10000}
 VALUE_BYTES=${VALUE_BYTES:-1024}
 TTL=${TTL:-300}
 BATCH=${BATCH:-10}
+INVALIDATE_KEYS=${INVALIDATE_KEYS:-1000}
+INVALIDATE_ROUNDS=${INVALIDATE_ROUNDS:-5}
 WITH_WEBDIS=${WITH_WEBDIS:-auto}
 INFO_RUN=${INFO_RUN:-1}
 CACHEGATE_RUST_LOG=${CACHEGATE_RUST_LOG:-warn}
@@ -308,12 +312,48 @@ wrk_run cachegate get_miss get_miss.lua "$CG" "$CG_PID"
 [[ -z $WD_PID ]] || wrk_run webdis get_miss get_miss.lua "$WD" "$WD_PID"
 rb_run SET -t set
 wrk_run cachegate put put.lua "$CG" "$CG_PID"
+wrk_run cachegate put_tags put_tags.lua "$CG" "$CG_PID"
 [[ -z $WD_PID ]] || wrk_run webdis put put.lua "$WD" "$WD_PID"
 rb_run MGET "${MGET_ARGS[@]}"
 wrk_run cachegate batch_get batch_get.lua "$CG" "$CG_PID"
 [[ -z $WD_PID ]] || wrk_run webdis batch_get batch_get.lua "$WD" "$WD_PID"
 wrk_run cachegate mix mix.lua "$CG" "$CG_PID"
 [[ -z $WD_PID ]] || wrk_run webdis mix mix.lua "$WD" "$WD_PID"
+
+# Invalidating a tag of INVALIDATE_KEYS keys through cachegate, against deleting the same
+# number of keys (same value, written the same way) with redis-cli --scan | xargs redis-cli
+# unlink, round after round so both see the same background load. Keys deleted per second.
+INVALIDATE=$TMP/invalidate.tsv
+: > "$INVALIDATE"
+now_s() { date +%s.%N; }
+write_batch() { # prefix tag-json
+    python3 - "$1" "$2" "$INVALIDATE_KEYS" "$VALUE_FILE" > "$TMP/batch.json" <<'PY'
+import json, sys
+prefix, tags, n, value = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), open(sys.argv[4]).read()
+entries = [{"key": f"{prefix}{i}", "value": json.loads(value), "ttl": 600, "tags": tags} for i in range(n)]
+print(json.dumps({"entries": entries, "atomic": False}))
+PY
+    expect "batch set for the invalidation scenario" 200 -X POST -H 'Content-Type: application/json' \
+        --data-binary "@$TMP/batch.json" "$CG/v1/batch/set"
+}
+for round in $(seq "$INVALIDATE_ROUNDS"); do
+    log "invalidate a tag of $INVALIDATE_KEYS keys, round $round of $INVALIDATE_ROUNDS"
+    write_batch "inv:$round:" "[\"round-$round\"]"
+    t0=$(now_s)
+    curl -sS -o "$TMP/inv.out" -X POST -H 'Content-Type: application/json' \
+        --data "{\"tags\":[\"round-$round\"]}" "$CG/v1/tags/invalidate"
+    t1=$(now_s)
+    grep -q "\"deleted\":$INVALIDATE_KEYS" "$TMP/inv.out" || { cat "$TMP/inv.out" >&2; die "the invalidation deleted another number of keys"; }
+    printf 'cachegate\t%s\n' "$(awk -v a="$t0" -v b="$t1" -v n="$INVALIDATE_KEYS" 'BEGIN{printf "%.0f", n / (b - a)}')" >> "$INVALIDATE"
+    write_batch "scan:$round:" '[]'
+    t0=$(now_s)
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --scan --pattern "scan:$round:*" \
+        | xargs -r redis-cli -h 127.0.0.1 -p "$REDIS_PORT" unlink > /dev/null
+    t1=$(now_s)
+    left=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --scan --pattern "scan:$round:*" | wc -l)
+    [[ $left == 0 ]] || die "redis-cli left $left keys"
+    printf 'redis-cli\t%s\n' "$(awk -v a="$t0" -v b="$t1" -v n="$INVALIDATE_KEYS" 'BEGIN{printf "%.0f", n / (b - a)}')" >> "$INVALIDATE"
+done
 
 RSS_PEAK=$(rss_kib "$CG_PID" VmHWM)
 sleep 1
@@ -334,7 +374,7 @@ COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ $COMMIT != unknown && -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
     COMMIT="$COMMIT (working tree with uncommitted changes)"
 fi
-export RESULTS COMMIT BIN_NOTE DURATION WARMUP CONNECTIONS THREADS KEYS VALUE_BYTES TTL BATCH \
+export INVALIDATE INVALIDATE_KEYS RESULTS COMMIT BIN_NOTE DURATION WARMUP CONNECTIONS THREADS KEYS VALUE_BYTES TTL BATCH \
     CACHEGATE_RUST_LOG RSS_START RSS_IDLE RSS_AFTER RSS_PEAK WD_RSS_IDLE WD_RSS_PEAK
 export NPROC=$(nproc)
 export CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
@@ -365,6 +405,7 @@ def errors(d, scenario, target):
     return sock + status
 
 scen = [("get_hit", "GET hit", "GET"), ("get_miss", "GET miss", "GET"), ("put", f"PUT {E['VALUE_BYTES']} B, ?ttl={E['TTL']}", "SET"),
+        ("put_tags", f"PUT with 3 tags, {E['VALUE_BYTES']} B", "SET"),
         ("batch_get", f"batch get of {E['BATCH']}", "MGET"), ("mix", "90/10 GET/PUT mix", "GET")]
 targets = {"get_hit": ("ratio", 0.8), "put": ("ratio", 0.75), "batch_get": ("ratio", 0.5)}
 webdis = E["WEBDIS_ON"] == "1"
@@ -402,6 +443,21 @@ if info:
     b = rows[("redis-benchmark", "GET")]
     p(f"| GET hit, RUST_LOG=info | {f(info['rps'])} | {ratio(info, b):.2f}× | {ms(info['p50_us'])} | {ms(info['p99_us'])} | {ms(info['p999_us'])} | {errors(info, 'get_hit', 'cachegate')} | GET {f(b['rps'])}/s |" + (" | | |" if webdis else ""))
 p("")
+inval = {}
+for line in open(E["INVALIDATE"]):
+    who, rate = line.split()
+    inval.setdefault(who, []).append(int(rate))
+if inval:
+    med = lambda v: sorted(v)[len(v) // 2]
+    p(f"Invalidate a tag of {E['INVALIDATE_KEYS']} keys (`POST /v1/tags/invalidate`) against "
+      "`redis-cli --scan --pattern ... | xargs redis-cli unlink` on as many keys, keys deleted per second, "
+      f"{len(inval.get('cachegate', []))} interleaved rounds:\n")
+    p("| how | median keys/s | all rounds |")
+    p("|---|---:|---|")
+    for who in ("cachegate", "redis-cli"):
+        if who in inval:
+            p(f"| {who} | {f(med(inval[who]))} | {', '.join(f(v) for v in inval[who])} |")
+    p("")
 p("Baseline, redis-benchmark (no pipelining; its latencies are its own client-side figures):\n")
 p("| command | req/s | p50 ms | p99 ms |")
 p("|---|---:|---:|---:|")

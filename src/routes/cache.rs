@@ -290,6 +290,7 @@ fn condition_header(name: &str, description: &str) -> Parameter {
         PathKey,
         WriteParams,
         ConditionHeaders,
+        tags::TagHeader,
     ),
     request_body(
         description = "Any JSON value, at most CACHE_MAX_VALUE_BYTES (default 1 MiB), sent as application/json or application/*+json.",

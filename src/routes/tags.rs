@@ -8,7 +8,10 @@ use std::time::Duration;
 use actix_web::http::header::{HeaderMap, HeaderName};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Required;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Caller, Write};
 use crate::body::{body_error, read_json_body};
@@ -34,6 +37,27 @@ const CENSUS_INTERVAL: Duration = Duration::from_secs(60);
 /// The tags of a PUT's `Cache-Tag` header(s); empty when there is none.
 pub fn header_tags(headers: &HeaderMap) -> Result<Vec<Tag>, ApiError> {
     tags::from_header(headers.get_all(CACHE_TAG).map(|v| v.as_bytes()))
+}
+
+/// Documents `Cache-Tag` on PUT.
+pub struct TagHeader;
+
+impl IntoParams for TagHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("Cache-Tag")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Tags to attach, comma-separated (empty elements are ignored): at most 32, each 1 to 128 visible ASCII characters other than `,`; else 400 invalid_tag and nothing is written. `DELETE /v1/cache?tag=` and `POST /v1/tags/invalidate` delete the keys written with a tag.",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .examples(["product:42, category:7"]),
+            ))
+            .build()]
+    }
 }
 
 /// Adds the index entries of a write already made (compare-and-set PUTs, batch sets); does
