@@ -3,7 +3,8 @@
 #
 # Builds the release binary, starts a private redis-server and cachegate on free loopback ports,
 # preloads KEYS keys holding a VALUE_BYTES JSON value, then drives wrk (-t1 -cCONNECTIONS) through
-# GET hit, GET miss, PUT with a ttl, batch get of BATCH keys and a 90/10 GET/PUT mix. In the same
+# GET hit, GET miss, PUT with a ttl, PUT with 3 tags, batch get of BATCH keys and a 90/10 GET/PUT
+# mix, then invalidates a tag of INVALIDATE_KEYS keys against redis-cli --scan | xargs unlink. In the same
 # run it measures redis-benchmark GET, SET and MGET of BATCH keys at the same concurrency and value
 # size (no pipelining), and prints every cachegate figure as a ratio to that baseline. Optional
 # second column: webdis against the same Redis. Results: a Markdown report on stdout, appended
