@@ -3,7 +3,8 @@
 #
 # Builds the release binary, starts a private redis-server and cachegate on free loopback ports,
 # preloads KEYS keys holding a VALUE_BYTES JSON value, then drives wrk (-t1 -cCONNECTIONS) through
-# GET hit, GET miss, PUT with a ttl, batch get of BATCH keys and a 90/10 GET/PUT mix. In the same
+# GET hit, GET miss, PUT with a ttl, PUT with 3 tags, batch get of BATCH keys and a 90/10 GET/PUT
+# mix, then invalidates a tag of INVALIDATE_KEYS keys against redis-cli --scan | xargs unlink. In the same
 # run it measures redis-benchmark GET, SET and MGET of BATCH keys at the same concurrency and value
 # size (no pipelining), and prints every cachegate figure as a ratio to that baseline. Optional
 # second column: webdis against the same Redis. Results: a Markdown report on stdout, appended
@@ -27,9 +28,10 @@
 #   VALUE_BYTES=1024     size of the JSON value (exact)
 #   TTL=300              ttl of each PUT (?ttl=)
 #   BATCH=10             keys per batch get / MGET
+#   INVALIDATE_KEYS=1000 keys of the tag invalidated per round (and deleted by redis-cli)
+#   INVALIDATE_ROUNDS=5  rounds of the invalidation scenario
 #   WITH_WEBDIS=auto     auto: run webdis when installed; 1: require it; 0: skip
-#   INFO_RUN=1           also compare GET hit with RUST_LOG=info against the measured cachegate, in
-#                        three interleaved rounds: the access log's cost as a ratio (0 to skip)
+#   INFO_RUN=1           also run GET hit once against a cachegate with RUST_LOG=info (0 to skip)
 #   CACHEGATE_RUST_LOG=warn  RUST_LOG of the measured cachegate
 #   REDIS_POOL_SIZE      passed to cachegate when set
 #   CACHEGATE_BIN        use this binary instead of `cargo build --release --locked`
@@ -49,6 +51,8 @@ KEYS=${KEYS:-10000}
 VALUE_BYTES=${VALUE_BYTES:-1024}
 TTL=${TTL:-300}
 BATCH=${BATCH:-10}
+INVALIDATE_KEYS=${INVALIDATE_KEYS:-1000}
+INVALIDATE_ROUNDS=${INVALIDATE_ROUNDS:-5}
 WITH_WEBDIS=${WITH_WEBDIS:-auto}
 INFO_RUN=${INFO_RUN:-1}
 CACHEGATE_RUST_LOG=${CACHEGATE_RUST_LOG:-warn}
@@ -298,21 +302,6 @@ standalone_run() {
     RSS_START=$(rss_kib "$CG_PID" VmRSS)
     CG=http://127.0.0.1:$CACHE_PORT
 
-<<<<<<< HEAD
-if [[ $INFO_RUN == 1 ]]; then
-    # The cost of the default access log: the same binary with RUST_LOG=info (one line per
-    # request, to a file) against the measured one, in interleaved GET-hit runs so that both
-    # see the same background load. The idle one of the two costs next to nothing.
-    log "starting a second cachegate with RUST_LOG=info (log to a file) on 127.0.0.1:$INFO_PORT"
-    start_cachegate "$INFO_PORT" info "$TMP/cachegate-info.log"
-    INFO_PID=$LAST_PID
-    for round in 1 2 3; do
-        wrk_run cachegate-info "get_hit_$round" get_hit.lua "http://127.0.0.1:$INFO_PORT" "$INFO_PID"
-        wrk_run cachegate-default "get_hit_$round" get_hit.lua "$CG" "$CG_PID"
-    done
-    stop "$INFO_PID"
-fi
-=======
     expect "cachegate GET hit" 200 "$CG/v1/cache/bench:0"
     cmp -s "$TMP/check.out" "$VALUE_FILE" || die "cachegate GET returned a different value than preloaded"
     expect "cachegate GET miss" 404 "$CG/v1/cache/miss:0"
@@ -358,12 +347,49 @@ EOF
     [[ -z $WD_PID ]] || wrk_run webdis get_miss get_miss.lua "$WD" "$WD_PID"
     rb_run SET -t set
     wrk_run cachegate put put.lua "$CG" "$CG_PID"
+    wrk_run cachegate put_tags put_tags.lua "$CG" "$CG_PID"
     [[ -z $WD_PID ]] || wrk_run webdis put put.lua "$WD" "$WD_PID"
     rb_run MGET "${mget_args[@]}"
     wrk_run cachegate batch_get batch_get.lua "$CG" "$CG_PID"
     [[ -z $WD_PID ]] || wrk_run webdis batch_get batch_get.lua "$WD" "$WD_PID"
     wrk_run cachegate mix mix.lua "$CG" "$CG_PID"
     [[ -z $WD_PID ]] || wrk_run webdis mix mix.lua "$WD" "$WD_PID"
+
+    # Invalidating a tag of INVALIDATE_KEYS keys through cachegate, against deleting the same
+    # number of keys (same value, written the same way) with redis-cli --scan | xargs redis-cli
+    # unlink, round after round so both see the same background load. Keys deleted per second.
+    INVALIDATE=$TMP/invalidate.tsv
+    : > "$INVALIDATE"
+    now_s() { date +%s.%N; }
+    write_batch() { # prefix tag-json
+        python3 - "$1" "$2" "$INVALIDATE_KEYS" "$VALUE_FILE" > "$TMP/batch.json" <<'PY'
+import json, sys
+prefix, tags, n, value = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), open(sys.argv[4]).read()
+entries = [{"key": f"{prefix}{i}", "value": json.loads(value), "ttl": 600, "tags": tags} for i in range(n)]
+print(json.dumps({"entries": entries, "atomic": False}))
+PY
+        expect "batch set for the invalidation scenario" 200 -X POST -H 'Content-Type: application/json' \
+            --data-binary "@$TMP/batch.json" "$CG/v1/batch/set"
+    }
+    for round in $(seq "$INVALIDATE_ROUNDS"); do
+        log "invalidate a tag of $INVALIDATE_KEYS keys, round $round of $INVALIDATE_ROUNDS"
+        write_batch "inv:$round:" "[\"round-$round\"]"
+        t0=$(now_s)
+        curl -sS -o "$TMP/inv.out" -X POST -H 'Content-Type: application/json' \
+            --data "{\"tags\":[\"round-$round\"]}" "$CG/v1/tags/invalidate"
+        t1=$(now_s)
+        grep -q "\"deleted\":$INVALIDATE_KEYS" "$TMP/inv.out" || { cat "$TMP/inv.out" >&2; die "the invalidation deleted another number of keys"; }
+        printf 'cachegate\t%s\n' "$(awk -v a="$t0" -v b="$t1" -v n="$INVALIDATE_KEYS" 'BEGIN{printf "%.0f", n / (b - a)}')" >> "$INVALIDATE"
+        write_batch "scan:$round:" '[]'
+        t0=$(now_s)
+        redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --scan --pattern "scan:$round:*" \
+            | xargs -r redis-cli -h 127.0.0.1 -p "$REDIS_PORT" unlink > /dev/null
+        t1=$(now_s)
+        left=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --scan --pattern "scan:$round:*" | wc -l)
+        [[ $left == 0 ]] || die "redis-cli left $left keys"
+        printf 'redis-cli\t%s\n' "$(awk -v a="$t0" -v b="$t1" -v n="$INVALIDATE_KEYS" 'BEGIN{printf "%.0f", n / (b - a)}')" >> "$INVALIDATE"
+    done
+
 
     RSS_PEAK=$(rss_kib "$CG_PID" VmHWM)
     sleep 1
@@ -372,14 +398,19 @@ EOF
     [[ -z $WD_PID ]] || WD_RSS_PEAK=$(rss_kib "$WD_PID" VmHWM)
 
     if [[ $INFO_RUN == 1 ]]; then
-        stop "$CG_PID" # so that only one cachegate competes for the CPU
+        # The cost of the default access log: the same binary with RUST_LOG=info (one line per
+        # request, to a file) against the measured one, in interleaved GET-hit rounds so that
+        # both see the same background load. The idle one of the two costs next to nothing.
         log "starting a second cachegate with RUST_LOG=info (log to a file) on 127.0.0.1:$INFO_PORT"
         start_cachegate "$INFO_PORT" info "$TMP/cachegate-info.log"
-        wrk_run cachegate-info get_hit get_hit.lua "http://127.0.0.1:$INFO_PORT" "$LAST_PID"
-        stop "$LAST_PID"
-    else
-        stop "$CG_PID"
+        INFO_PID=$LAST_PID
+        for round in 1 2 3; do
+            wrk_run cachegate-info "get_hit_$round" get_hit.lua "http://127.0.0.1:$INFO_PORT" "$INFO_PID"
+            wrk_run cachegate-default "get_hit_$round" get_hit.lua "$CG" "$CG_PID"
+        done
+        stop "$INFO_PID"
     fi
+    stop "$CG_PID"
     [[ -z $WD_PID ]] || stop "$WD_PID"
     stop "$REDIS_PID" # the cluster run, if any, gets the machine to itself
 }
@@ -482,7 +513,6 @@ cluster_run() {
 [[ $CLUSTER == only ]] || standalone_run
 [[ $CLUSTER == 0 ]] || cluster_run
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
->>>>>>> bench
 
 # --- report ------------------------------------------------------------------------------------
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -491,6 +521,7 @@ if [[ $COMMIT != unknown && -n $(git -C "$ROOT" status --porcelain --untracked-f
 fi
 export RESULTS_STANDALONE=$TMP/results.tsv RESULTS_CLUSTER=$TMP/results-cluster.tsv LOAD_START LOAD_END
 export CLUSTER_NON_2XX=${CLUSTER_NON_2XX:-none}
+export INVALIDATE=${INVALIDATE:-/dev/null} INVALIDATE_KEYS
 export COMMIT BIN_NOTE DURATION WARMUP CONNECTIONS THREADS KEYS VALUE_BYTES TTL BATCH \
     CACHEGATE_RUST_LOG RSS_START RSS_IDLE RSS_AFTER RSS_PEAK WD_RSS_IDLE WD_RSS_PEAK
 export NPROC=$(nproc)
@@ -528,6 +559,7 @@ def errors(d, scenario, target):
     return sock + status
 
 scen = [("get_hit", "GET hit", "GET"), ("get_miss", "GET miss", "GET"), ("put", f"PUT {E['VALUE_BYTES']} B, ?ttl={E['TTL']}", "SET"),
+        ("put_tags", f"PUT with 3 tags, {E['VALUE_BYTES']} B", "SET"),
         ("batch_get", f"batch get of {E['BATCH']}", "MGET"), ("mix", "90/10 GET/PUT mix", "GET")]
 targets = {"get_hit": ("ratio", 0.8), "put": ("ratio", 0.75), "batch_get": ("ratio", 0.5)}
 webdis = E["WEBDIS_ON"] == "1"
@@ -544,57 +576,6 @@ if rows:
     hdr = "| scenario | req/s | × baseline | p50 ms | p99 ms | p99.9 ms | errors | baseline |"
     sep = "|---|---:|---:|---:|---:|---:|---:|---|"
     if webdis:
-<<<<<<< HEAD
-        w = rows.get(("webdis", key))
-        line += f" {f(w['rps'])} | {ratio(w, b):.2f}× | {ms(w['p99_us'])} |" if w else " — | — | — |"
-    p(line)
-    if key in targets:
-        checks.append((f"{name} ≥ {targets[key][1]}× of redis-benchmark {base}", r >= targets[key][1], f"{r:.2f}×"))
-    if key in ("get_hit", "put"):
-        p99 = int(c["p99_us"]) / 1000
-        checks.append((f"{name} p99 ≤ 2 ms", p99 <= 2.0, f"{p99:.2f} ms"))
-rounds = [(rows.get(("cachegate-info", f"get_hit_{i}")), rows.get(("cachegate-default", f"get_hit_{i}"))) for i in (1, 2, 3)]
-rounds = [(info, plain) for info, plain in rounds if info and plain]
-if rounds:
-    b = rows[("redis-benchmark", "GET")]
-    info = rounds[0][0]
-    costs = [ratio(info, plain) for info, plain in rounds]
-    log_ratio = sum(costs) / len(costs)
-    p(f"| GET hit, RUST_LOG=info | {f(info['rps'])} | {ratio(info, b):.2f}× | {ms(info['p50_us'])} | {ms(info['p99_us'])} | {ms(info['p999_us'])} | {errors(info, 'get_hit', 'cachegate')} | GET {f(b['rps'])}/s |" + (" | | |" if webdis else ""))
-    p("")
-    p(f"Access log: GET hit with `RUST_LOG=info` (one JSON line per request, to a file) served **{log_ratio:.2f}×** the requests per second of "
-      f"`RUST_LOG={E['CACHEGATE_RUST_LOG']}`, mean of {len(costs)} interleaved rounds ({', '.join(f'{c:.2f}×' for c in costs)}).")
-    checks.append(("the default access log costs at most 5% of GET-hit throughput (RUST_LOG=info ≥ 0.95× of warn)", log_ratio >= 0.95, f"{log_ratio:.2f}×"))
-p("")
-p("Baseline, redis-benchmark (no pipelining; its latencies are its own client-side figures):\n")
-p("| command | req/s | p50 ms | p99 ms |")
-p("|---|---:|---:|---:|")
-for base in ("GET", "SET", "MGET"):
-    b = rows.get(("redis-benchmark", base))
-    if b:
-        label = f"MGET of {E['BATCH']}" if base == "MGET" else base
-        p(f"| {label} | {f(b['rps'])} | {ms(b['p50_us'])} | {ms(b['p99_us'])} |")
-p("")
-p("CPU during each measured run, in % of one core (server = cachegate, webdis or —; machine = all processes, of "
-  f"{int(E['NPROC']) * 100}%):\n")
-p("| target | scenario | server | redis-server | load generator | machine |")
-p("|---|---|---:|---:|---:|---:|")
-for (t, s), d in rows.items():
-    srv = "—" if d["cpu_srv"] < 0 else f"{d['cpu_srv']}%"
-    p(f"| {t} | {s} | {srv} | {d['cpu_redis']}% | {d['cpu_gen']}% | {d['busy']}% |")
-p("")
-mib = lambda k: int(k) / 1024
-p("Memory of cachegate (from /proc/PID/status):\n")
-p("| after start | idle after preload | idle after the load | peak (VmHWM) |")
-p("|---:|---:|---:|---:|")
-p(f"| {mib(E['RSS_START']):.1f} MiB | {mib(E['RSS_IDLE']):.1f} MiB | {mib(E['RSS_AFTER']):.1f} MiB | {mib(E['RSS_PEAK']):.1f} MiB |")
-if webdis and int(E["WD_RSS_PEAK"]) > 0:
-    p(f"\nwebdis: {mib(E['WD_RSS_IDLE']):.1f} MiB idle, {mib(E['WD_RSS_PEAK']):.1f} MiB peak.")
-checks.append(("peak RSS ≤ 32 MiB", mib(E["RSS_PEAK"]) <= 32, f"{mib(E['RSS_PEAK']):.1f} MiB"))
-p("\nTargets (issues 7 and 18):\n")
-for what, ok, val in checks:
-    p(f"- {'met' if ok else '**not met**'}: {what} ({val})")
-=======
         hdr += " webdis req/s | webdis × | webdis p99 ms |"
         sep += "---:|---:|---:|"
     p(hdr); p(sep)
@@ -613,10 +594,18 @@ for what, ok, val in checks:
         if key in ("get_hit", "put"):
             p99 = int(c["p99_us"]) / 1000
             checks.append((f"{name} p99 ≤ 2 ms", p99 <= 2.0, f"{p99:.2f} ms"))
-    info = rows.get(("cachegate-info", "get_hit"))
-    if info:
+    rounds = [(rows.get(("cachegate-info", f"get_hit_{i}")), rows.get(("cachegate-default", f"get_hit_{i}"))) for i in (1, 2, 3)]
+    rounds = [(info, plain) for info, plain in rounds if info and plain]
+    if rounds:
         b = rows[("redis-benchmark", "GET")]
+        info = rounds[0][0]
+        costs = [ratio(info, plain) for info, plain in rounds]
+        log_ratio = sum(costs) / len(costs)
         p(f"| GET hit, RUST_LOG=info | {f(info['rps'])} | {ratio(info, b):.2f}× | {ms(info['p50_us'])} | {ms(info['p99_us'])} | {ms(info['p999_us'])} | {errors(info, 'get_hit', 'cachegate')} | GET {f(b['rps'])}/s |" + (" | | |" if webdis else ""))
+        p("")
+        p(f"Access log: GET hit with `RUST_LOG=info` (one JSON line per request, to a file) served **{log_ratio:.2f}×** the requests per second of "
+          f"`RUST_LOG={E['CACHEGATE_RUST_LOG']}`, mean of {len(costs)} interleaved rounds ({', '.join(f'{c:.2f}×' for c in costs)}).")
+        checks.append(("the default access log costs at most 5% of GET-hit throughput (RUST_LOG=info ≥ 0.95× of warn)", log_ratio >= 0.95, f"{log_ratio:.2f}×"))
     p("")
     p("Baseline, redis-benchmark (no pipelining; its latencies are its own client-side figures):\n")
     p("| command | req/s | p50 ms | p99 ms |")
@@ -646,6 +635,21 @@ for what, ok, val in checks:
     p("\nTargets of issue 7:\n")
     for what, ok, val in checks:
         p(f"- {'met' if ok else '**not met**'}: {what} ({val})")
+inval = {}
+for line in open(E["INVALIDATE"]):
+    who, rate = line.split()
+    inval.setdefault(who, []).append(int(rate))
+if inval:
+    med = lambda v: sorted(v)[len(v) // 2]
+    p(f"Invalidate a tag of {E['INVALIDATE_KEYS']} keys (`POST /v1/tags/invalidate`) against "
+      "`redis-cli --scan --pattern ... | xargs redis-cli unlink` on as many keys, keys deleted per second, "
+      f"{len(inval.get('cachegate', []))} interleaved rounds:\n")
+    p("| how | median keys/s | all rounds |")
+    p("|---|---:|---|")
+    for who in ("cachegate", "redis-cli"):
+        if who in inval:
+            p(f"| {who} | {f(med(inval[who]))} | {', '.join(f(v) for v in inval[who])} |")
+    p("")
 if cluster:
     if rows:
         p("")
@@ -678,7 +682,6 @@ if cluster:
     for (t, sc), d in cluster.items():
         srv = "—" if d["cpu_srv"] < 0 else f"{d['cpu_srv']}%"
         p(f"| {t} | {sc} | {srv} | {d['cpu_redis']}% | {d['cpu_gen']}% | {d['busy']}% |")
->>>>>>> bench
 print("\n".join(out))
 PY
 
@@ -713,9 +716,8 @@ Method:
   to that baseline (GET hit, GET miss and the mix against GET, PUT against SET, batch get against
   MGET), and each scenario runs right after its baseline, so the ratios stay comparable across
   machines and background load while the absolute numbers do not.
-- cachegate runs with `RUST_LOG=warn` and JSON logs; three GET-hit rounds against a second
-  cachegate with the default `RUST_LOG=info` (one log line per request, written to a file),
-  interleaved with rounds against the first, give the access log's cost as a ratio.
+- cachegate runs with `RUST_LOG=warn` and JSON logs; one extra GET-hit run shows the cost of the
+  default `RUST_LOG=info` (one log line per request, written to a file).
 - Memory is cachegate's resident set from `/proc/PID/status`: idle after the preload, and the
   peak (`VmHWM`) over the whole run.
 

@@ -17,6 +17,7 @@ pub enum ErrorCode {
     InvalidJson,
     InvalidPattern,
     InvalidRequest,
+    InvalidTag,
     CrossSlot,
     Unauthorized,
     Forbidden,
@@ -44,6 +45,7 @@ impl ErrorCode {
             InvalidJson => "invalid_json",
             InvalidPattern => "invalid_pattern",
             InvalidRequest => "invalid_request",
+            InvalidTag => "invalid_tag",
             CrossSlot => "cross_slot",
             Unauthorized => "unauthorized",
             Forbidden => "forbidden",
@@ -65,9 +67,8 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            InvalidKey | InvalidTtl | InvalidJson | InvalidPattern | InvalidRequest | CrossSlot => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidKey | InvalidTtl | InvalidJson | InvalidPattern | InvalidRequest
+            | InvalidTag | CrossSlot => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
             KeyNotFound | NotFound => StatusCode::NOT_FOUND,

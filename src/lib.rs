@@ -16,6 +16,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod tags;
 pub mod telemetry;
 
 pub use config::Config;

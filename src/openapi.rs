@@ -12,7 +12,7 @@ use utoipa::openapi::{Header, HeaderBuilder, OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
-use crate::routes::{batch, cache, health, metrics, stats};
+use crate::routes::{batch, cache, health, metrics, stats, tags};
 
 const DESCRIPTION: &str = "\
 A standalone HTTP caching service: any program stores and reads JSON values with a time to \
@@ -47,6 +47,7 @@ ASCII characters, else a new one.";
         batch::batch_get,
         batch::batch_set,
         batch::batch_delete,
+        tags::invalidate_tags,
         stats::get_stats,
         health::liveness,
         health::readiness,

@@ -113,6 +113,7 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>, web::Data<AppSt
         redis = %state.store.describe(),
         "connecting to Redis"
     );
+    routes::tags::spawn_census(&state);
     let shared = state.clone();
     let server = HttpServer::new(move || {
         // Runs on each worker thread as it starts: its Redis links are made before its first

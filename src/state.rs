@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::auth::Access;
 use crate::config::Config;
 use crate::keys::{Keyspace, Ttl};
+use crate::store::tags::TagCensus;
 use crate::store::Store;
 
 /// Size and TTL limits from the configuration.
@@ -72,6 +73,8 @@ pub struct AppState {
     pub access: Access,
     pub config: Config,
     pub started: Instant,
+    /// How many tag indexes exist, counted in the background (`/v1/stats`).
+    pub tag_census: TagCensus,
 }
 
 impl AppState {
@@ -102,6 +105,7 @@ impl AppState {
             access,
             config,
             started: Instant::now(),
+            tag_census: TagCensus::default(),
         })
     }
 }

@@ -228,7 +228,8 @@ fn compose_runs_redis_privately_with_persistence_and_eviction() {
         .map(|lines| lines.join(" "))
         .or_else(|| scalar(&redis, "command").map(str::to_string))
         .expect("the redis service needs a command");
-    for flag in ["--appendonly yes", "--maxmemory", "allkeys-lru"] {
+    // volatile-ttl: keys go before their tag indexes under memory pressure (README, Tags).
+    for flag in ["--appendonly yes", "--maxmemory", "volatile-ttl"] {
         assert!(
             command.contains(flag),
             "the redis command must contain `{flag}`"

@@ -78,6 +78,7 @@ fn every_operation_is_documented_and_protected_ones_take_an_optional_bearer_toke
         "post /v1/batch/get",
         "post /v1/batch/set",
         "post /v1/batch/delete",
+        "post /v1/tags/invalidate",
         "get /v1/stats",
         "get /health",
         "get /health/ready",

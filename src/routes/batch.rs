@@ -15,9 +15,12 @@ use crate::keys::{CacheKey, Ttl};
 use crate::routes::responses::{
     key_list_schema, key_schema, AuthErrors, BackendErrors, BodyErrors,
 };
+use crate::routes::tags as routes_tags;
 use crate::routes::{store_error, NoParams};
 use crate::state::AppState;
+use crate::store::tags::Tagged;
 use crate::store::{BatchEntry, StoreError};
+use crate::tags::{self, Tag};
 
 const MAX_BATCH: usize = 1000;
 
@@ -62,6 +65,11 @@ pub struct Entry<'a> {
     #[serde(borrow, default)]
     #[schema(value_type = Option<u64>, minimum = 1, maximum = 2592000)]
     pub ttl: Option<&'a RawValue>,
+    /// Tags to attach (see `Cache-Tag`): at most 32, each 1 to 128 visible ASCII characters
+    /// other than `,`.
+    #[serde(default)]
+    #[schema(max_items = 32, example = json!(["product:42"]))]
+    pub tags: Option<Vec<String>>,
 }
 
 // Borrows the keys and the values read from Redis: the answer is written without copying a
@@ -285,9 +293,11 @@ pub async fn batch_set(
                 Some(raw) => Ttl::from_json_number(raw.get(), limits.max_ttl).map_err(at)?,
             };
             let key = CacheKey::new(entry.key.clone(), limits.max_key_bytes).map_err(at)?;
-            Ok(BatchEntry { key, value, ttl })
+            let tags = tags::from_list(entry.tags.as_deref().unwrap_or_default()).map_err(at)?;
+            Ok((BatchEntry { key, value, ttl }, tags))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
+    let (entries, entry_tags): (Vec<BatchEntry>, Vec<Vec<Tag>>) = entries.into_iter().unzip();
     let store = &state.store;
     if parsed.atomic.unwrap_or(true) {
         let keys: Vec<&CacheKey> = entries.iter().map(|e| &e.key).collect();
@@ -307,9 +317,27 @@ pub async fn batch_set(
         );
         return Err(error.with_not_written(partial.not_written));
     }
+    // The values first, then their index entries, before the answer (store/tags.rs).
+    let writes = last_writes(&entries, &entry_tags);
+    routes_tags::index_written(store, &caller.keyspace, &writes).await?;
     Ok(HttpResponse::Ok().json(Written {
         written: entries.len(),
     }))
+}
+
+/// The tagged writes that count: for a repeated key, only the last entry's tags.
+fn last_writes<'a>(entries: &'a [BatchEntry<'_>], tags: &'a [Vec<Tag>]) -> Vec<Tagged<'a>> {
+    let mut seen = HashSet::new();
+    let mut writes: Vec<Tagged<'a>> = entries
+        .iter()
+        .zip(tags)
+        .rev()
+        .filter(|(entry, _)| seen.insert(entry.key.as_str()))
+        .filter(|(_, tags)| !tags.is_empty())
+        .map(|(entry, tags)| routes_tags::tagged(&entry.key, entry.ttl, tags))
+        .collect();
+    writes.reverse();
+    writes
 }
 
 /// Delete many keys

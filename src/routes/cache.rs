@@ -19,7 +19,7 @@ use crate::keys::{CacheKey, Pattern, Ttl};
 use crate::routes::conditions::{precondition_failed, ETag, Preconditions, WritePlan};
 use crate::routes::leases::{self, LeaseQuery};
 use crate::routes::responses::{cursor_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
-use crate::routes::{store_error, NoParams};
+use crate::routes::{store_error, tags, NoParams};
 use crate::state::AppState;
 use crate::store::{LeaseRead, ListCursor, Store, TtlState, WriteCondition};
 
@@ -404,6 +404,7 @@ fn condition_header(name: &str, description: &str) -> Parameter {
         WriteParams,
         ConditionHeaders,
         LeaseHeader,
+        tags::TagHeader,
     ),
     request_body(
         description = "Any JSON value, at most CACHE_MAX_VALUE_BYTES (default 1 MiB), sent as application/json or application/*+json.",
@@ -450,6 +451,7 @@ pub async fn put_value(
 ) -> Result<HttpResponse, ApiError> {
     let ttl = parse_ttl(params.ttl.as_deref(), &state)?.unwrap_or(state.limits.default_ttl);
     let preconditions = Preconditions::from_headers(req.headers())?;
+    let tags = tags::header_tags(req.headers())?;
     let body = read_json_body(
         &req,
         payload,
@@ -480,13 +482,18 @@ pub async fn put_value(
         WritePlan::IfPresent => WriteCondition::IfPresent,
         WritePlan::CompareAndSet => {
             compare_and_set(store, ks, key, &preconditions, &body, ttl).await?;
+            tags::index_written(store, ks, &[tags::tagged(key, ttl, &tags)]).await?;
             return Ok(written(&body));
         }
     };
-    let done = store
-        .set(ks, key, &body, ttl, condition)
-        .await
-        .map_err(store_error)?;
+    let done = if tags.is_empty() {
+        store.set(ks, key, &body, ttl, condition).await
+    } else {
+        store
+            .set_tagged(ks, key, &body, ttl, condition, &tags)
+            .await
+    }
+    .map_err(store_error)?;
     if !done {
         let why = match condition {
             WriteCondition::IfPresent => "the key does not exist (If-Match: *)",
@@ -780,6 +787,15 @@ pub struct ListParams {
         example = "user:*"
     )]
     pub pattern: Option<String>,
+    /// List the keys written with this tag (`Cache-Tag`) instead of matching a pattern; not
+    /// together with `pattern`.
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[!-+--~]+$",
+        example = "product:42"
+    )]
+    pub tag: Option<String>,
     /// The `next_cursor` of the previous page; absent for the first page.
     #[param(schema_with = cursor_schema)]
     pub cursor: Option<String>,
@@ -837,11 +853,16 @@ pub async fn list_keys(
     params: web::Query<ListParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    tags::refuse_both(params.pattern.as_deref(), params.tag.as_deref())?;
+    let limit = parse_limit(params.limit.as_deref())?;
+    if let Some(tag) = params.tag.as_deref() {
+        let cursor = params.cursor.as_deref();
+        return tags::list_by_tag(&state.store, &caller.keyspace, tag, cursor, limit).await;
+    }
     let pattern = Pattern::new(
         params.pattern.as_deref().unwrap_or("*"),
         state.limits.max_key_bytes,
     )?;
-    let limit = parse_limit(params.limit.as_deref())?;
     let cursor = match params.cursor.as_deref() {
         None => ListCursor::default(),
         Some(c) => ListCursor::decode(c)?,
@@ -861,10 +882,24 @@ pub async fn list_keys(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {
-    /// A Redis glob over keys; required and non-empty (`*` deletes every key).
-    #[param(value_type = String, required = true, min_length = 1, max_length = 2048,
-        pattern = "^[^\\x00-\\x1F\\x7F]+$", example = "session:*")]
+    /// A Redis glob over keys; required and non-empty (`*` deletes every key) unless `tag`
+    /// is given.
+    #[param(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^[^\\x00-\\x1F\\x7F]+$",
+        example = "session:*"
+    )]
     pub pattern: Option<String>,
+    /// Delete every key written with this tag instead (see `POST /v1/tags/invalidate`); not
+    /// together with `pattern`.
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[!-+--~]+$",
+        example = "product:42"
+    )]
+    pub tag: Option<String>,
 }
 
 /// How many keys a deletion removed.
@@ -901,6 +936,10 @@ pub async fn delete_matching(
     params: web::Query<DeleteParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    tags::refuse_both(params.pattern.as_deref(), params.tag.as_deref())?;
+    if let Some(tag) = params.tag.as_deref() {
+        return tags::delete_by_tag(&state.store, &caller.keyspace, tag).await;
+    }
     let pattern = Pattern::new(
         params.pattern.as_deref().unwrap_or_default(),
         state.limits.max_key_bytes,

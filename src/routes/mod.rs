@@ -9,6 +9,7 @@ pub mod leases;
 pub mod metrics;
 pub mod responses;
 pub mod stats;
+pub mod tags;
 
 use actix_web::{web, HttpRequest, HttpResponse, Resource};
 use serde::Deserialize;
@@ -85,6 +86,7 @@ pub const BATCH_GET: &str = "/v1/batch/get";
 pub const BATCH_SET: &str = "/v1/batch/set";
 pub const BATCH_DELETE: &str = "/v1/batch/delete";
 pub const STATS: &str = "/v1/stats";
+pub const TAGS_INVALIDATE: &str = "/v1/tags/invalidate";
 pub const HEALTH: &str = "/health";
 pub const READY: &str = "/health/ready";
 pub const METRICS: &str = "/metrics";
@@ -140,6 +142,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource(BATCH_GET, "POST").route(web::post().to(batch::batch_get)))
     .service(resource(BATCH_SET, "POST").route(web::post().to(batch::batch_set)))
     .service(resource(BATCH_DELETE, "POST").route(web::post().to(batch::batch_delete)))
+    .service(resource(TAGS_INVALIDATE, "POST").route(web::post().to(tags::invalidate_tags)))
     .service(resource(STATS, "GET").route(web::get().to(stats::get_stats)))
     .service(resource(HEALTH, "GET").route(web::get().to(health::liveness)))
     .service(resource(READY, "GET").route(web::get().to(health::readiness)))

@@ -29,6 +29,15 @@ pub struct Stats {
     pub service: ServiceStats,
     pub pool: PoolStats,
     pub config: ConfigStats,
+    pub tags: TagStats,
+}
+
+/// Tag indexes (see Tags in the README).
+#[derive(Serialize, ToSchema)]
+pub struct TagStats {
+    /// How many tag indexes exist, counted by a background walk once a minute; null before
+    /// the first count.
+    pub indexes: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -171,6 +180,9 @@ fn collect(state: &AppState, usable: bool, redis: Option<RedisStats>) -> Stats {
                 }
                 _ => None,
             },
+        },
+        tags: TagStats {
+            indexes: state.tag_census.indexes(),
         },
     }
 }

@@ -25,6 +25,7 @@ pub mod names;
 mod scripts;
 mod sentinel;
 mod standalone;
+pub mod tags;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

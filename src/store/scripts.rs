@@ -15,7 +15,7 @@ pub struct ReadOnlyScript {
 }
 
 impl ReadOnlyScript {
-    const fn new(source: &'static str) -> Self {
+    pub const fn new(source: &'static str) -> Self {
         Self {
             source,
             hash: OnceLock::new(),
