@@ -102,6 +102,14 @@ fn describe_every_series() {
         "cachegate_redis_nodes",
         "Redis primaries by state, reachable or unreachable (one node outside cluster mode)."
     );
+    describe_gauge!(
+        "cachegate_lease_waiters",
+        "Callers of this process waiting on a lease (GET ?lease=&wait=)."
+    );
+    describe_gauge!(
+        "cachegate_lease_channels",
+        "Lease notification channels this process is subscribed to."
+    );
 }
 
 /// Prometheus metrics
