@@ -16,60 +16,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use redis::aio::ConnectionLike;
-use redis::{ErrorKind, FromRedisValue, RedisError, ServerErrorKind, Value};
+use redis::{FromRedisValue, RedisError, Value};
 use tokio::sync::Notify;
 
 use super::lanes::{Connect, Op, PushSink};
 use super::link::Link;
+use super::scripts::LuaScript;
 use super::{names, Store, StoreError, WriteCondition};
 use crate::keys::{CacheKey, Keyspace, Ttl};
-
-/// A script run with EVALSHA, loaded with EVAL when Redis does not know it yet; its hash is
-/// computed once, so a call builds one command and no `Script` invocation.
-pub struct WriteScript {
-    source: &'static str,
-    hash: std::sync::OnceLock<String>,
-}
-
-impl WriteScript {
-    pub const fn new(source: &'static str) -> Self {
-        Self {
-            source,
-            hash: std::sync::OnceLock::new(),
-        }
-    }
-
-    fn hash(&self) -> &str {
-        self.hash
-            .get_or_init(|| redis::Script::new(self.source).get_hash().to_string())
-    }
-
-    pub async fn invoke<T: FromRedisValue>(
-        &self,
-        link: &mut impl ConnectionLike,
-        keys: &[&[u8]],
-        args: &[&[u8]],
-    ) -> Result<T, RedisError> {
-        let call = |command: &str, body: &str| {
-            let mut cmd = redis::cmd(command);
-            cmd.arg(body).arg(keys.len()).arg(keys).arg(args);
-            cmd
-        };
-        match call("EVALSHA", self.hash()).query_async(link).await {
-            Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                call("EVAL", self.source).query_async(link).await
-            }
-            other => other,
-        }
-    }
-}
 
 /// Read a key, and take its lease when it is missing (or, with a refresh threshold, when its
 /// TTL left is below it). KEYS: key, lease record. ARGV: token, lease ms, refresh_before
 /// seconds (`0`: none), new TTL seconds (`0`: keep), `1` to take the lease on a miss. Answers `{value}`, `{value, token}`,
 /// `{nil, token}` (lease taken) or `{nil, nil, pttl}` (someone else holds it).
-static READ_OR_LEASE: WriteScript = WriteScript::new(
+static READ_OR_LEASE: LuaScript = LuaScript::writes(
     r"
 local left = -1
 if ARGV[3] ~= '0' then left = redis.call('TTL', KEYS[1]) end
@@ -96,7 +56,7 @@ return {false, false, redis.call('PTTL', KEYS[2])}
 
 /// Fill: write the value only while the lease holds ARGV[1], end the lease, wake the waiters.
 /// KEYS: key, lease record. ARGV: token, value, ttl, publish command. 1 written, 0 not.
-static FILL: WriteScript = WriteScript::new(
+static FILL: LuaScript = LuaScript::writes(
     r"
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
@@ -109,7 +69,7 @@ return 1
 /// A plain write (SET, with NX or XX when ARGV[3] says so) that cancels an outstanding lease
 /// of the key, and wakes its waiters if there was one. KEYS: key, lease record. ARGV: value,
 /// ttl, condition (`-`, `NX`, `XX`), publish command. 1 written, 0 not (condition failed).
-static SET_AND_CANCEL: WriteScript = WriteScript::new(
+static SET_AND_CANCEL: LuaScript = LuaScript::writes(
     r"
 local done
 if ARGV[3] == '-' then
@@ -125,7 +85,7 @@ return 1
 
 /// A delete that cancels the key's lease, even when the key is absent. KEYS: key, lease
 /// record. ARGV: publish command. UNLINK's answer.
-static DELETE_AND_CANCEL: WriteScript = WriteScript::new(
+static DELETE_AND_CANCEL: LuaScript = LuaScript::writes(
     r"
 if redis.call('DEL', KEYS[2]) == 1 then redis.call(ARGV[1], KEYS[2], 'cancelled') end
 return redis.call('UNLINK', KEYS[1])
@@ -631,6 +591,7 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redis::ErrorKind;
     use std::future::Future;
     use std::pin::Pin;
 

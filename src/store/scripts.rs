@@ -5,20 +5,32 @@
 use std::sync::{LazyLock, OnceLock};
 
 use redis::aio::ConnectionLike;
-use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind};
+use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, ToRedisArgs};
 
-/// A script that only reads, run with `EVALSHA_RO` (Redis 7): unlike EVALSHA, it is served
-/// while Redis pauses writes (`CLIENT PAUSE ... WRITE`) and on replicas.
-pub struct ReadOnlyScript {
+/// A script run by its hash (EVALSHA), sent whole (EVAL) only when Redis does not know it
+/// yet. The hash is computed once, so a call builds one command and no `Script` invocation.
+/// A read-only script runs with `EVALSHA_RO` (Redis 7): unlike EVALSHA it is served while
+/// Redis pauses writes (`CLIENT PAUSE ... WRITE`) and on replicas.
+pub struct LuaScript {
     source: &'static str,
     hash: OnceLock<String>,
+    read_only: bool,
 }
 
-impl ReadOnlyScript {
-    pub const fn new(source: &'static str) -> Self {
+impl LuaScript {
+    pub const fn writes(source: &'static str) -> Self {
         Self {
             source,
             hash: OnceLock::new(),
+            read_only: false,
+        }
+    }
+
+    pub const fn reads(source: &'static str) -> Self {
+        Self {
+            source,
+            hash: OnceLock::new(),
+            read_only: true,
         }
     }
 
@@ -27,21 +39,25 @@ impl ReadOnlyScript {
             .get_or_init(|| Script::new(self.source).get_hash().to_string())
     }
 
-    /// Runs the script; loads it with `EVAL_RO` when Redis does not know it yet.
-    pub async fn invoke<T: FromRedisValue>(
+    pub async fn invoke<T: FromRedisValue, K: ToRedisArgs>(
         &self,
         link: &mut impl ConnectionLike,
-        keys: &[Vec<u8>],
+        keys: &[K],
         args: &[&[u8]],
     ) -> Result<T, RedisError> {
+        let (by_hash, whole) = if self.read_only {
+            ("EVALSHA_RO", "EVAL_RO")
+        } else {
+            ("EVALSHA", "EVAL")
+        };
         let call = |command: &str, body: &str| {
             let mut cmd = redis::cmd(command);
             cmd.arg(body).arg(keys.len()).arg(keys).arg(args);
             cmd
         };
-        match call("EVALSHA_RO", self.hash()).query_async(link).await {
+        match call(by_hash, self.hash()).query_async(link).await {
             Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                call("EVAL_RO", self.source).query_async(link).await
+                call(whole, self.source).query_async(link).await
             }
             other => other,
         }
@@ -52,7 +68,7 @@ impl ReadOnlyScript {
 /// under KEYS are summed first (keys of other types count 0, as MGET answers them nil), and
 /// nil comes back instead of the values when they exceed the limit, so a huge batch is never
 /// read into Redis's reply buffer or cachegate's memory.
-pub static BOUNDED_MGET: ReadOnlyScript = ReadOnlyScript::new(
+pub static BOUNDED_MGET: LuaScript = LuaScript::reads(
     r"#!lua flags=no-writes
 local limit = tonumber(ARGV[1])
 local total = 0

@@ -38,7 +38,7 @@ use futures_util::future::join_all;
 use redis::Script;
 
 use super::lanes::Op;
-use super::scripts::ReadOnlyScript;
+use super::scripts::LuaScript;
 use super::{cluster, names, Store, StoreError, WriteCondition};
 use crate::config::NodeAddress;
 use crate::keys::{CacheKey, Keyspace, Ttl};
@@ -122,7 +122,7 @@ static POP_MEMBERS: LazyLock<Script> =
 
 /// A listing page: the members of KEYS[1] whose key has not expired, from score ARGV[1]
 /// (skipping the first ARGV[2] of that score) on, at most ARGV[3]; member, score, ...
-static TAG_PAGE: ReadOnlyScript = ReadOnlyScript::new(
+static TAG_PAGE: LuaScript = LuaScript::reads(
     "#!lua flags=no-writes
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
