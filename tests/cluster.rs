@@ -339,11 +339,15 @@ async fn a_listing_through_a_failover_returns_every_key_that_existed_throughout(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_primary_gives_504_for_its_keys_only_and_readiness_503() {
     let topology = start_cluster();
-    let app = TestApp::start_on(&topology, &[("REDIS_COMMAND_TIMEOUT_MS", "500")]).await;
+    // Short enough to answer before the cluster starts failing the node over (1 s), long
+    // enough for a busy machine.
+    let app = TestApp::start_on(&topology, &[("REDIS_COMMAND_TIMEOUT_MS", "800")]).await;
     let keys = keys_on_every_primary(&topology, "f", 12);
     for key in &keys {
         assert_eq!(app.put(key, "1").await.status(), 204);
     }
+    // Every link is made before the freeze.
+    app.wait_ready().await;
     let cluster = cluster_of(&topology);
     let frozen = cluster.primary_of_key(&keys[0]);
     let (on_frozen, elsewhere): (Vec<&String>, Vec<&String>) = keys
