@@ -1122,10 +1122,11 @@ async fn a_prefix_without_a_hash_tag_gives_no_warning_on_a_cluster() {
         .await
         .unwrap();
     assert_eq!(put.status(), 204);
+    // About the prefix: other WARNs (a slow Redis call on a busy machine) are not the point.
     let warnings: Vec<Value> = app
         .log_lines()
         .into_iter()
-        .filter(|line| line["level"] == "WARN")
+        .filter(|line| line["level"] == "WARN" && line.to_string().contains("CACHE_KEY_PREFIX"))
         .collect();
     assert!(warnings.is_empty(), "{warnings:?}");
 }
