@@ -68,7 +68,7 @@ pub struct Entry<'a> {
     /// Tags to attach (see `Cache-Tag`): at most 32, each 1 to 128 visible ASCII characters
     /// other than `,`.
     #[serde(default)]
-    #[schema(max_items = 32, example = json!(["product:42"]))]
+    #[schema(schema_with = crate::routes::responses::entry_tags_schema)]
     pub tags: Option<Vec<String>>,
 }
 

@@ -103,9 +103,10 @@ fn parse_header(
     }
     match (any, tags.is_empty()) {
         (true, true) => Ok(Some(TagList::Any)),
-        (false, false) => Ok(Some(TagList::Tags(tags))),
-        // `*` mixed with tags, or nothing but commas.
-        _ => Err(malformed()),
+        // An empty list (`#entity-tag` allows none) matches nothing.
+        (false, _) => Ok(Some(TagList::Tags(tags))),
+        // `*` mixed with tags.
+        (true, false) => Err(malformed()),
     }
 }
 

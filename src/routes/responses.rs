@@ -54,6 +54,35 @@ pub fn key_list_schema() -> Schema {
         .into()
 }
 
+/// One tag: 1 to 128 visible ASCII characters other than `,`.
+fn tag_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(128))
+        .pattern(Some("^[!-+--~]+$"))
+        .examples([json!("product:42")])
+}
+
+/// The tags of a batch-set entry: at most 32.
+pub fn entry_tags_schema() -> Schema {
+    ArrayBuilder::new()
+        .items(RefOr::T(tag_schema().into()))
+        .max_items(Some(32))
+        .examples([json!(["product:42"])])
+        .into()
+}
+
+/// The tags of an invalidation: 1 to 100.
+pub fn invalidate_tags_schema() -> Schema {
+    ArrayBuilder::new()
+        .items(RefOr::T(tag_schema().into()))
+        .min_items(Some(1))
+        .max_items(Some(100))
+        .examples([json!(["product:42", "category:7"])])
+        .into()
+}
+
 /// The opaque listing cursor. Its custom format tells generators and validators that only a
 /// `next_cursor` from an earlier page is meaningful here.
 pub fn cursor_schema() -> Schema {

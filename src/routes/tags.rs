@@ -136,7 +136,7 @@ pub fn refuse_both(pattern: Option<&str>, tag: Option<&str>) -> Result<(), ApiEr
 #[schema(example = json!({"tags": ["product:42", "category:7"]}))]
 pub struct InvalidateBody {
     /// 1 to 100 tags, each 1 to 128 visible ASCII characters other than `,`.
-    #[schema(min_items = 1, max_items = 100)]
+    #[schema(schema_with = crate::routes::responses::invalidate_tags_schema)]
     pub tags: Vec<String>,
 }
 
