@@ -277,6 +277,9 @@ mod tests {
             Some(TagList::Any)
         );
         assert!(preconditions(&[]).unwrap().is_empty());
+        // An empty list is a list: it matches nothing.
+        let empty = preconditions(&[("if-match", " , ")]).unwrap();
+        assert_eq!(empty.if_match, Some(TagList::Tags(Vec::new())));
     }
 
     #[test]
@@ -287,7 +290,6 @@ mod tests {
             "a\"",
             "\"a\" \"b\"",
             "*, \"a\"",
-            ",",
             "w/\"a\"",
             "\"a b\"",
         ] {
