@@ -89,16 +89,29 @@ fn parse_header(
     let mut tags = Vec::new();
     let mut any = false;
     for value in values {
-        for element in value.as_bytes().split(|b| *b == b',') {
-            let element = element.trim_ascii();
-            if element.is_empty() {
-                continue;
+        let mut rest = value.as_bytes();
+        loop {
+            rest = rest.trim_ascii_start();
+            // Empty list elements (`a, ,b`) are allowed by HTTP's list syntax.
+            while let Some(after) = rest.strip_prefix(b",") {
+                rest = after.trim_ascii_start();
             }
-            if element == b"*" {
+            if rest.is_empty() {
+                break;
+            }
+            if let Some(after) = rest.strip_prefix(b"*") {
                 any = true;
-                continue;
+                rest = after;
+            } else {
+                let (tag, after) = split_tag(rest).ok_or_else(malformed)?;
+                tags.push(tag);
+                rest = after;
             }
-            tags.push(parse_tag(element).ok_or_else(malformed)?);
+            // After an element: blanks, then a comma or the end.
+            rest = rest.trim_ascii_start();
+            if !(rest.is_empty() || rest.starts_with(b",")) {
+                return Err(malformed());
+            }
         }
     }
     match (any, tags.is_empty()) {
@@ -110,17 +123,25 @@ fn parse_header(
     }
 }
 
-/// `"opaque"` or `W/"opaque"`, opaque being etagc characters (no `"`, no controls, no space).
-fn parse_tag(element: &[u8]) -> Option<ListedTag> {
-    let (weak, quoted) = match element.strip_prefix(b"W/") {
+/// Reads one `"opaque"` or `W/"opaque"` (opaque: etagc characters, commas included, no `"`,
+/// no controls, no space) from the start of `text`; the tag and what follows it.
+fn split_tag(text: &[u8]) -> Option<(ListedTag, &[u8])> {
+    let (weak, quoted) = match text.strip_prefix(b"W/") {
         Some(rest) => (true, rest),
-        None => (false, element),
+        None => (false, text),
     };
-    let opaque = quoted.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    let body = quoted.strip_prefix(b"\"")?;
+    let end = body.iter().position(|b| *b == b'"')?;
+    let opaque = &body[..end];
     let etagc = |b: &u8| *b == 0x21 || (0x23..=0x7e).contains(b) || *b >= 0x80;
-    opaque.iter().all(etagc).then(|| ListedTag {
-        weak,
-        opaque: opaque.to_vec(),
+    opaque.iter().all(etagc).then(|| {
+        (
+            ListedTag {
+                weak,
+                opaque: opaque.to_vec(),
+            },
+            &body[end + 1..],
+        )
     })
 }
 

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use serde_json::json;
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
+};
 use utoipa::openapi::{ContentBuilder, Header, HeaderBuilder, Ref, RefOr};
 use utoipa::IntoResponses;
 
@@ -64,9 +66,10 @@ fn tag_schema() -> ObjectBuilder {
         .examples([json!("product:42")])
 }
 
-/// The tags of a batch-set entry: at most 32.
+/// The tags of a batch-set entry: at most 32; null counts as none.
 pub fn entry_tags_schema() -> Schema {
     ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
         .items(RefOr::T(tag_schema().into()))
         .max_items(Some(32))
         .examples([json!(["product:42"])])
