@@ -376,8 +376,11 @@ fn condition_header(name: &str, description: &str) -> Parameter {
         .schema(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                // `*`, or entity tags (`"..."`, `W/"..."`) separated by commas.
-                .pattern(Some(r#"^(\*|(W/)?"[!#-~]*"( ?, ?(W/)?"[!#-~]*")*)$"#))
+                // `*`, or entity tags (`"..."`, `W/"..."`) separated by commas; HTTP's list
+                // syntax allows empty elements, and an empty list (which matches nothing).
+                .pattern(Some(
+                    r#"^[ ,]*(\*|(W/)?"[!#-~]*"( *,[ ,]*(W/)?"[!#-~]*")*)?[ ,]*$"#,
+                ))
                 .examples(["*", "\"3f2a9c0d8e7b6a5f4e3d2c1b0a998877\""]),
         ))
         .build()

@@ -100,6 +100,9 @@ fn parse_header(
                 break;
             }
             if let Some(after) = rest.strip_prefix(b"*") {
+                if any {
+                    return Err(malformed());
+                }
                 any = true;
                 rest = after;
             } else {
