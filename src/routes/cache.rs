@@ -529,11 +529,7 @@ async fn compare_and_set(
     ttl: Ttl,
 ) -> Result<(), ApiError> {
     for _ in 0..CHANGE_ATTEMPTS {
-        let current = store.get(ks, key, None).await.map_err(store_error)?;
-        let tag = current.as_deref().map(ETag::of);
-        if let Err(why) = preconditions.allow_change(tag.as_ref()) {
-            return Err(with_tag(precondition_failed(why), tag));
-        }
+        let current = read_allowing_change(store, ks, key, preconditions).await?;
         if store
             .set_if_unchanged(ks, key, current.as_deref(), body, ttl)
             .await
@@ -543,6 +539,22 @@ async fn compare_and_set(
         }
     }
     Err(contended())
+}
+
+/// The key's current value, once the preconditions hold on its ETag; else `412` with that
+/// ETag. The step both conditional writes and conditional deletes start from.
+async fn read_allowing_change(
+    store: &Store,
+    ks: &Keyspace,
+    key: &CacheKey,
+    preconditions: &Preconditions,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let current = store.get(ks, key, None).await.map_err(store_error)?;
+    let tag = current.as_deref().map(ETag::of);
+    match preconditions.allow_change(tag.as_ref()) {
+        Ok(()) => Ok(current),
+        Err(why) => Err(with_tag(precondition_failed(why), tag)),
+    }
 }
 
 fn contended() -> ApiError {
@@ -635,11 +647,7 @@ async fn delete_if(
     preconditions: &Preconditions,
 ) -> Result<(), ApiError> {
     for _ in 0..CHANGE_ATTEMPTS {
-        let current = store.get(ks, key, None).await.map_err(store_error)?;
-        let tag = current.as_deref().map(ETag::of);
-        if let Err(why) = preconditions.allow_change(tag.as_ref()) {
-            return Err(with_tag(precondition_failed(why), tag));
-        }
+        let current = read_allowing_change(store, ks, key, preconditions).await?;
         let Some(current) = current else {
             // Only If-None-Match held, on an absent key: nothing to delete.
             return Err(ApiError::key_not_found(key.as_str()));
