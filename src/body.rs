@@ -3,7 +3,8 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use actix_web::web::{Bytes, Payload};
 use actix_web::{HttpMessage, HttpRequest};
@@ -12,12 +13,13 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::error::Category;
 
+use crate::connection::RequestClock;
 use crate::error::{ApiError, ErrorCode};
 
 /// Reads a body sent as `application/json` (or `application/*+json`), refusing it with 413
 /// past `limit` bytes (early, from Content-Length, when the client declared it), and with
 /// 408 when it has not all arrived within `timeout` (`CACHE_REQUEST_TIMEOUT_MS`) of the
-/// request's head: a client trickling a body must not hold a connection for ever.
+/// request's first byte: a client trickling a body must not hold a connection for ever.
 pub async fn read_json_body(
     req: &HttpRequest,
     payload: Payload,
@@ -39,8 +41,13 @@ pub async fn read_json_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    // The head arrived a moment ago: the body's time runs from here.
-    let read = tokio::time::timeout(timeout, payload.to_bytes_limited(limit));
+    // The request's time runs from its first byte (see `connection`), which reached the
+    // app with the head; without a connection clock, from now.
+    let started = req
+        .conn_data::<Rc<RequestClock>>()
+        .map_or_else(Instant::now, |clock| clock.started());
+    let deadline = tokio::time::Instant::from_std(started + timeout);
+    let read = tokio::time::timeout_at(deadline, payload.to_bytes_limited(limit));
     let Ok(read) = read.await else {
         return Err(ApiError::new(
             ErrorCode::RequestTimeout,

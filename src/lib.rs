@@ -3,12 +3,14 @@
 //! Layout: `config` (environment), `keys` (validated keys, TTLs, patterns), `store` (every
 //! Redis call), `routes` (HTTP, one module per resource), `body` (request bodies), `error`
 //! (the JSON error envelope), `auth` (tokens and scopes), `telemetry` (logs, request ids,
-//! metrics), `openapi` (the document), `server` (building and running), `cli`.
+//! metrics), `openapi` (the document), `connection` (each connection's request deadline),
+//! `server` (building and running), `cli`.
 
 pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod error;
 pub mod keys;
 pub mod openapi;

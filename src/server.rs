@@ -1,13 +1,23 @@
 //! Building and running the HTTP server: the library entry point that `main` and the tests use.
 
-use std::net::SocketAddr;
+use std::future::ready;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_http::{error::DispatchError, HttpService, KeepAlive, Protocol};
+use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::body::MessageBody;
+use actix_web::dev::{
+    AppConfig, Extensions, Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse,
+};
 use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::rt::net::TcpStream;
+use actix_web::{web, App};
+use socket2::{Domain, Protocol as SocketProtocol, Socket, Type};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Config;
+use crate::connection::TimedStream;
 use crate::error::ApiError;
 use crate::routes;
 use crate::state::AppState;
@@ -85,6 +95,10 @@ async fn stop_gracefully(handle: &ServerHandle, state: &AppState) {
 
 /// Binds `CACHE_HOST:CACHE_PORT` (port 0 picks a free one) and builds the server, not yet
 /// polled. Signals are left to the caller.
+///
+/// The HTTP service is assembled from actix-server and actix-http (what actix-web's
+/// `HttpServer` does inside) so that each accepted socket is wrapped in a
+/// `connection::TimedStream`, which times every request's arrival, not only the first's.
 pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>, web::Data<AppState>), String> {
     crate::routes::metrics::recorder();
     let shutdown = config.shutdown_timeout;
@@ -114,32 +128,117 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>, web::Data<AppSt
         "connecting to Redis"
     );
     routes::tags::spawn_census(&state);
-    let shared = state.clone();
-    let server = HttpServer::new(move || {
-        // Runs on each worker thread as it starts: its Redis links are made before its first
-        // request needs them.
-        state.store.warm_up();
-        App::new()
-            .app_data(state.clone())
-            .app_data(document.clone())
-            .app_data(web::QueryConfig::default().error_handler(query_error))
-            .app_data(web::PathConfig::default().error_handler(path_error))
-            .configure(routes::configure)
-            .default_service(web::to(routes::not_found))
-            .wrap(TracingLogger::<RequestSpan>::new())
-            .wrap(from_fn(telemetry::observe))
-    })
-    .disable_signals()
-    .workers(workers)
-    .max_connections(per_worker)
-    // The head of a connection's first request (actix answers a late one with 408 itself);
-    // bodies are bounded where they are read (`body::read_json_body`).
-    .client_request_timeout(request_timeout)
-    .shutdown_timeout(shutdown.as_secs())
-    .bind(bind.clone())
-    .map_err(|e| format!("cannot listen on {}:{}: {e}", bind.0, bind.1))?;
-    let addrs = server.addrs();
-    Ok((server.run(), addrs, shared))
+    let listeners = listen(&bind.0, bind.1)?;
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let mut builder = Server::build()
+        .workers(workers)
+        .max_concurrent_connections(per_worker)
+        .shutdown_timeout(shutdown.as_secs())
+        .disable_signals();
+    let shutdown_signal = builder.graceful_shutdown_signal();
+    for (listener, addr) in listeners.into_iter().zip(addrs.iter().copied()) {
+        let state = state.clone();
+        let document = document.clone();
+        let shutdown_signal = shutdown_signal.clone();
+        builder = builder
+            .listen(format!("cachegate-{addr}"), listener, move || {
+                // Runs on each worker thread as it starts: its Redis links are made before
+                // its first request needs them.
+                state.store.warm_up();
+                let app = app(state.clone(), document.clone());
+                let late_head = crate::connection::late_head_answer(request_timeout);
+                let signal = shutdown_signal.clone();
+                fn_service(move |io: TcpStream| {
+                    let stream = TimedStream::new(io, request_timeout, late_head.clone());
+                    let peer = stream.peer_addr();
+                    ready(Ok::<_, DispatchError>((stream, Protocol::Http1, peer)))
+                })
+                .and_then(
+                    HttpService::build()
+                        .graceful_shutdown_signal(move || {
+                            let signal = signal.clone();
+                            async move { signal.notified().await }
+                        })
+                        .keep_alive(KeepAlive::default())
+                        // actix's own timer of a first request's head, a second behind
+                        // `TimedStream`'s: it only acts if that one could not.
+                        .client_request_timeout(request_timeout + Duration::from_secs(1))
+                        .client_disconnect_timeout(Duration::from_secs(1))
+                        .h1_allow_half_closed(true)
+                        .local_addr(addr)
+                        .on_connect_ext(|io: &TimedStream, data: &mut Extensions| {
+                            data.insert(io.clock());
+                        })
+                        .finish(map_config(
+                            app.into_factory()
+                                .map_err(|err: actix_web::Error| err.error_response()),
+                            // Only URL generation reads it, which cachegate does not use.
+                            |_| AppConfig::default(),
+                        )),
+                )
+            })
+            .map_err(|e| format!("cannot serve on {addr}: {e}"))?;
+    }
+    Ok((builder.run(), addrs, state))
+}
+
+/// The application of one worker.
+fn app(
+    state: web::Data<AppState>,
+    document: web::Data<routes::docs::ApiDocument>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(document)
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .configure(routes::configure)
+        .default_service(web::to(routes::not_found))
+        .wrap(TracingLogger::<RequestSpan>::new())
+        .wrap(from_fn(telemetry::observe))
+}
+
+/// Listening sockets for every address `host` resolves to, as actix-web's `HttpServer::bind`
+/// makes them (SO_REUSEADDR, a backlog of 1024: clients past the connection cap wait there).
+fn listen(host: &str, port: u16) -> Result<Vec<std::net::TcpListener>, String> {
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot listen on {host}:{port}: {e}");
+    let addrs = (host, port).to_socket_addrs().map_err(|e| cannot(&e))?;
+    let mut listeners = Vec::new();
+    let mut last_error = None;
+    for addr in addrs {
+        match listener(addr) {
+            Ok(listener) => listeners.push(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match (listeners.is_empty(), last_error) {
+        (false, _) => Ok(listeners),
+        (true, Some(e)) => Err(cannot(&e)),
+        (true, None) => Err(cannot(&"the host resolves to no address")),
+    }
+}
+
+fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(SocketProtocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// The soft limit on open files (RLIMIT_NOFILE); None when unlimited or unknown.

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+use crate::connection::RequestClock;
 use crate::error::{ApiError, ErrorCode};
 use crate::routes::RouteTemplate;
 use crate::state::AppState;
@@ -154,8 +156,16 @@ pub async fn observe(
     req.extensions_mut().insert(Arrival(arrival));
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let method = method_label(req.method());
+    // The request's head is here: its connection stops timing the head (see `connection`).
+    let clock = req.conn_data::<Rc<RequestClock>>().cloned();
+    if let Some(clock) = &clock {
+        clock.request_in_app();
+    }
 
     let outcome = next.call(req).await;
+    if let Some(clock) = clock {
+        clock.answered();
+    }
 
     let (status, route) = match &outcome {
         Ok(response) => (response.status(), route_label(response.request())),

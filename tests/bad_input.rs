@@ -494,15 +494,10 @@ async fn absurd_ttls_are_refused_and_write_nothing() {
     assert_still_serving(&app).await;
 }
 
-/// Sends `head` then trickles `body` two bytes at a time every `every`; returns the answer
-/// (status, body, whether the server asked to close) and how long after the first byte it
-/// came. None when the server closed without answering.
-async fn trickle(
-    app: &TestApp,
-    head: &str,
-    body: &[u8],
-    every: Duration,
-) -> (Option<Raw>, bool, Duration) {
+/// Sends `head` then trickles `body` two bytes at a time every `every`; returns what the
+/// server sent until it closed, and how long after the connection was made its last bytes
+/// came.
+async fn trickle(app: &TestApp, head: &str, body: &[u8], every: Duration) -> (Vec<u8>, Duration) {
     let addr = app.base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let started = std::time::Instant::now();
@@ -510,12 +505,16 @@ async fn trickle(
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
     let mut pieces = body.chunks(2);
+    let mut last_bytes = Duration::ZERO;
     let outcome = tokio::time::timeout(EXCHANGE_WITHIN, async {
         loop {
             tokio::select! {
                 read = stream.read(&mut buf) => match read {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                    Ok(n) => {
+                        answer.extend_from_slice(&buf[..n]);
+                        last_bytes = started.elapsed();
+                    }
                 },
                 _ = tokio::time::sleep(every) => {
                     // The server may have stopped reading; only its answer matters.
@@ -528,14 +527,22 @@ async fn trickle(
     })
     .await;
     assert!(outcome.is_ok(), "the server neither answered nor closed");
-    let head_end = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
+    (answer, last_bytes)
+}
+
+/// The last response in what a connection received (earlier ones were answers to earlier
+/// requests on it), and whether it asked to close the connection.
+fn last_response(received: &[u8]) -> Option<(Raw, bool)> {
+    let start = received
+        .windows(9)
+        .rposition(|w| w == b"HTTP/1.1 ")
         .unwrap_or(0);
-    let closes = String::from_utf8_lossy(&answer[..head_end])
+    let response = &received[start..];
+    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let closes = String::from_utf8_lossy(&response[..head_end])
         .to_ascii_lowercase()
         .contains("connection: close");
-    (parse_response(&answer), closes, started.elapsed())
+    Some((parse_response(response)?, closes))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -556,8 +563,9 @@ async fn a_body_trickled_past_the_request_timeout_gets_408_and_the_connection_cl
              Content-Length: 1000000\r\n\r\n"
         );
         let endless = vec![b' '; 1_000_000];
-        let (raw, closes, took) = trickle(&app, &head, &endless, every).await;
-        let raw = raw.unwrap_or_else(|| panic!("{method} {path}: closed without an answer"));
+        let (received, took) = trickle(&app, &head, &endless, every).await;
+        let (raw, closes) = last_response(&received)
+            .unwrap_or_else(|| panic!("{method} {path}: closed without an answer"));
         assert_eq!(
             (raw.status, raw.code()),
             (408, "request_timeout".into()),
@@ -577,12 +585,106 @@ async fn a_body_trickled_past_the_request_timeout_gets_408_and_the_connection_cl
     // A body that arrives slowly but within the time is served.
     let head = "PUT /v1/cache/patient HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
                 Content-Type: application/json\r\nContent-Length: 10\r\n\r\n";
-    let (raw, _, _) = trickle(&app, head, b"[1, 2, 30]", every).await;
-    assert_eq!(raw.expect("an answer").status, 204);
+    let (received, _) = trickle(&app, head, b"[1, 2, 30]", every).await;
+    assert_eq!(last_response(&received).expect("an answer").0.status, 204);
     assert_eq!(redis.cli(&["GET", "patient"]), "[1, 2, 30]");
     redis.cli(&["DEL", "patient"]);
     assert_nothing_written(&redis);
     assert_still_serving(&app).await;
+}
+
+/// A request whose head trickles in: the first of a connection, and a later one on a
+/// connection kept alive (which actix-http itself does not time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_trickled_past_the_request_timeout_gets_a_json_408_on_any_request() {
+    let redis = RedisServer::start();
+    let timeout = Duration::from_millis(1500);
+    let every = Duration::from_millis(200);
+    let app = TestApp::start_with(&redis, &[("CACHE_REQUEST_TIMEOUT_MS", "1500")]).await;
+    let endless_head = format!(
+        "GET /v1/cache/k HTTP/1.1\r\nHost: t\r\nX-Padding: {}",
+        "a".repeat(10_000)
+    );
+    let answered_first = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+    for (case, before) in [
+        ("first request", ""),
+        ("second request of a kept-alive connection", answered_first),
+    ] {
+        let (received, took) = trickle(&app, before, endless_head.as_bytes(), every).await;
+        let (raw, closes) =
+            last_response(&received).unwrap_or_else(|| panic!("{case}: closed without an answer"));
+        assert_eq!(
+            (raw.status, raw.code()),
+            (408, "request_timeout".into()),
+            "{case}"
+        );
+        assert!(closes, "{case}: the 408 does not close the connection");
+        assert!(took >= timeout, "{case}: 408 after {took:?}");
+        assert!(took < timeout + Duration::from_secs(3), "{case}: {took:?}");
+        if !before.is_empty() {
+            assert!(
+                received.starts_with(b"HTTP/1.1 200"),
+                "{case}: the first request was not answered"
+            );
+        }
+    }
+    // A connection that sends nothing at all is answered and closed the same way.
+    let (received, took) = trickle(&app, "", b"", every).await;
+    let (raw, _) = last_response(&received).expect("an answer to a silent connection");
+    assert_eq!((raw.status, raw.code()), (408, "request_timeout".into()));
+    assert!(
+        took >= timeout && took < timeout + Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_still_serving(&app).await;
+}
+
+/// The request timeout counts from each request's first byte: time spent idle between
+/// requests of a kept-alive connection does not count, time spent on the head counts
+/// against the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_timeout_counts_from_each_requests_first_byte() {
+    let redis = RedisServer::start();
+    let timeout = Duration::from_millis(1500);
+    let app = TestApp::start_with(&redis, &[("CACHE_REQUEST_TIMEOUT_MS", "1500")]).await;
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // Three requests 1 s apart: 2 s in all on the connection, each arriving at once.
+    for request in 0..3 {
+        if request > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .expect("send");
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(EXCHANGE_WITHIN, stream.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "request {request}: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+    // A head that takes about 1.1 s (110 bytes, 2 every 20 ms), then a body that would take
+    // 0.6 s more: 408 at the timeout counted from the head's first byte (not at 2.6 s).
+    let every = Duration::from_millis(20);
+    let head = "PUT /v1/cache/late HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+                Content-Length: 60\r\nX-Pad: aaaaaaaaa\r\n\r\n";
+    let body = format!("{:<60}", "[1, 2, 3]");
+    let request = [head.as_bytes(), body.as_bytes()].concat();
+    let (received, took) = trickle(&app, "", &request, every).await;
+    let (raw, closes) = last_response(&received).expect("an answer");
+    assert_eq!((raw.status, raw.code()), (408, "request_timeout".into()));
+    assert!(closes, "the 408 does not close the connection");
+    assert!(
+        took >= timeout && took < timeout + Duration::from_millis(900),
+        "408 after {took:?}: not counted from the first byte"
+    );
+    assert_eq!(redis.cli(&["EXISTS", "late"]), "0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -223,8 +223,8 @@ impl IntoResponses for BodyErrors {
         )
         .build();
         let timeout = error_response(
-            "The body did not arrive within CACHE_REQUEST_TIMEOUT_MS (default 10 s) of the \
-             request's head; the connection is closed.",
+            "The request, head and body, did not arrive within CACHE_REQUEST_TIMEOUT_MS \
+             (default 10 s) of its first byte; the connection is closed.",
             &[(
                 ErrorCode::RequestTimeout,
                 "the request body did not arrive within 10000 ms (CACHE_REQUEST_TIMEOUT_MS)",
