@@ -495,12 +495,14 @@ async fn absurd_ttls_are_refused_and_write_nothing() {
 }
 
 /// Sends `head` then trickles `body` two bytes at a time every `every`; returns what the
-/// server sent until it closed, and how long after the connection was made its last bytes
+/// server sent until it closed, and how long after the connection began its last bytes
 /// came.
 async fn trickle(app: &TestApp, head: &str, body: &[u8], every: Duration) -> (Vec<u8>, Duration) {
     let addr = app.base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // Before the connect: the server's clock can start (at its accept) before the connect
+    // returns here.
     let started = std::time::Instant::now();
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(head.as_bytes()).await.expect("send head");
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
