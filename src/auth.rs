@@ -14,14 +14,9 @@ use actix_web::http::header;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use subtle::ConstantTimeEq;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, TokenGrant};
 use crate::error::{ApiError, ErrorCode};
 use crate::keys::Keyspace;
-use crate::state::AppState;
-
-/// The token `.env.example` ships with: refused, so that a copied example never guards a
-/// real cache.
-const PLACEHOLDER_TOKEN: &str = "change-me-to-a-long-random-token";
 
 /// Tokens shorter than this get a WARN at start: short ones can be guessed.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -109,9 +104,9 @@ pub enum Need {
 }
 
 impl Access {
-    /// Fails on a malformed token entry, with a message that names the variable (never the
-    /// token): the start must stop.
-    pub fn from_config(config: &AuthConfig, keyspace: &Keyspace) -> Result<Self, String> {
+    /// The access rules of the configuration (whose token entries were checked when it was
+    /// read), each token's scope placed in `keyspace`.
+    pub fn from_config(config: &AuthConfig, keyspace: &Keyspace) -> Self {
         let default_scope = Scope {
             keyspace: keyspace.clone(),
             read_only: false,
@@ -119,15 +114,28 @@ impl Access {
         };
         let mode = if config.disabled {
             Mode::Disabled
-        } else if let Some(tokens) = &config.tokens {
-            Mode::Tokens(parse_entries(tokens.expose(), config.source, keyspace)?)
+        } else if let Some(grants) = &config.tokens {
+            Mode::Tokens(grants.iter().map(|g| entry(g, keyspace)).collect())
         } else {
             Mode::Protected
         };
-        Ok(Self {
+        Self {
             mode,
             default_scope,
-        })
+        }
+    }
+
+    /// A WARN naming, by position (a token never reaches the log), the configured tokens
+    /// shorter than `MIN_TOKEN_CHARS`.
+    pub fn warn_short_tokens(&self, source: &str) {
+        let short = self.short_tokens();
+        if !short.is_empty() {
+            tracing::warn!(
+                source,
+                entries = ?short,
+                "access tokens shorter than {MIN_TOKEN_CHARS} characters are easy to guess; generate long ones, e.g. with `openssl rand -hex 32`",
+            );
+        }
     }
 
     /// The positions (from 1) of the configured entries whose token is shorter than
@@ -184,14 +192,11 @@ impl<R: Requirement> FromRequest for Caller<R> {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(match req.app_data::<web::Data<AppState>>() {
-            Some(state) => state
-                .access
-                .authorize(req, R::of(req))
-                .map(|keyspace| Caller {
-                    keyspace,
-                    requirement: PhantomData,
-                }),
+        ready(match req.app_data::<web::Data<Access>>() {
+            Some(access) => access.authorize(req, R::of(req)).map(|keyspace| Caller {
+                keyspace,
+                requirement: PhantomData,
+            }),
             None => Err(ApiError::internal()),
         })
     }
@@ -262,67 +267,19 @@ fn is_loopback(req: &HttpRequest) -> bool {
     })
 }
 
-/// Parses `TOKEN`, `TOKEN:ro`, `TOKEN@NS`, `TOKEN@NS:ro` entries separated by commas or new
-/// lines; blank lines and `#` comments are skipped. Errors name the variable and the entry's
-/// position, never the token.
-fn parse_entries(text: &str, source: &str, keyspace: &Keyspace) -> Result<Vec<TokenEntry>, String> {
-    // `#` starts a comment only in the file: in the variable it is a token character.
-    let comments = source == "CACHE_AUTH_TOKENS_FILE";
-    let mut entries: Vec<TokenEntry> = Vec::new();
-    let items = text
-        .lines()
-        .map(str::trim)
-        .filter(|line| !(line.is_empty() || comments && line.starts_with('#')))
-        .flat_map(|line| line.split(','))
-        .map(str::trim)
-        .filter(|item| !item.is_empty());
-    for (index, item) in items.enumerate() {
-        let bad = |why: &str| format!("{source} entry {} is malformed: {why}", index + 1);
-        let (rest, read_only) = match item.strip_suffix(":ro") {
-            Some(rest) => (rest, true),
-            None => (item, false),
-        };
-        let (token, namespace) = match rest.split_once('@') {
-            Some((token, ns)) => (token, Some(ns)),
-            None => (rest, None),
-        };
-        if token.is_empty()
-            || !token
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b",:@".contains(&b))
-        {
-            return Err(bad("a token is 1 or more visible ASCII characters other than , : @ (add :ro for read-only)"));
-        }
-        if let Some(ns) = namespace {
-            if ns.is_empty()
-                || !ns
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-            {
-                return Err(bad("a namespace is made of A-Z a-z 0-9 _ . -"));
-            }
-        }
-        if token == PLACEHOLDER_TOKEN {
-            return Err(bad(
-                "it is the placeholder token of .env.example, which anyone can read: generate a token, e.g. with `openssl rand -hex 32`",
-            ));
-        }
-        if entries.iter().any(|e| *e.token == *token.as_bytes()) {
-            return Err(bad("the same token appears twice"));
-        }
-        entries.push(TokenEntry {
-            token: token.as_bytes().into(),
-            scope: Scope {
-                keyspace: namespace.map_or_else(|| keyspace.clone(), |ns| keyspace.namespace(ns)),
-                read_only,
-                namespaced: namespace.is_some(),
-            },
-        });
+/// A configured token and its scope: the whole keyspace or a namespace of it.
+fn entry(grant: &TokenGrant, keyspace: &Keyspace) -> TokenEntry {
+    TokenEntry {
+        token: grant.token.clone(),
+        scope: Scope {
+            keyspace: grant
+                .namespace
+                .as_deref()
+                .map_or_else(|| keyspace.clone(), |ns| keyspace.namespace(ns)),
+            read_only: grant.read_only,
+            namespaced: grant.namespace.is_some(),
+        },
     }
-    if entries.is_empty() {
-        return Err(format!("{source} holds no token"));
-    }
-    Ok(entries)
 }
 
 #[cfg(test)]
@@ -330,8 +287,11 @@ mod tests {
     use super::*;
     use actix_web::test::TestRequest;
 
+    /// The entries as configured (`config` checks their syntax) with their scopes.
     fn parse_from(text: &str, source: &str) -> Result<Vec<TokenEntry>, String> {
-        parse_entries(text, source, &Keyspace::new("p:"))
+        let grants = crate::config::parse_token_grants(text, source)?;
+        let keyspace = Keyspace::new("p:");
+        Ok(grants.iter().map(|g| entry(g, &keyspace)).collect())
     }
 
     fn parse(text: &str) -> Result<Vec<TokenEntry>, String> {
@@ -347,19 +307,21 @@ mod tests {
             err.contains("entry 2") && err.contains("openssl rand -hex 32"),
             "{err}"
         );
-        assert!(!err.contains(PLACEHOLDER_TOKEN), "{err}");
+        assert!(!err.contains("change-me-to-a-long-random-token"), "{err}");
     }
 
     #[test]
     fn short_tokens_are_found_by_position() {
         let config = AuthConfig {
-            tokens: Some(crate::config::Secret::new(
+            tokens: crate::config::parse_token_grants(
                 "0123456789abcdef,short:ro,tiny@ns",
-            )),
+                "CACHE_AUTH_TOKENS",
+            )
+            .ok(),
             source: "CACHE_AUTH_TOKENS",
             disabled: false,
         };
-        let access = Access::from_config(&config, &Keyspace::new("p:")).unwrap();
+        let access = Access::from_config(&config, &Keyspace::new("p:"));
         assert_eq!(access.short_tokens(), vec![2, 3]);
     }
 

@@ -100,15 +100,97 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
 }
 
-/// Access control as configured; the tokens themselves are parsed by `auth`.
+/// Access control as configured.
 #[derive(Clone, Debug)]
 pub struct AuthConfig {
-    /// The raw token entries (`CACHE_AUTH_TOKENS` or the file's content), never printed.
-    pub tokens: Option<Secret>,
+    /// The token entries of `CACHE_AUTH_TOKENS` or the file; `auth` gives them their scopes.
+    pub tokens: Option<Vec<TokenGrant>>,
     /// The variable the tokens came from, for error messages.
     pub source: &'static str,
     /// `CACHE_AUTH=disabled`: serve every client without tokens.
     pub disabled: bool,
+}
+
+/// One token entry: `TOKEN`, `TOKEN:ro`, `TOKEN@NS` or `TOKEN@NS:ro`.
+#[derive(Clone)]
+pub struct TokenGrant {
+    pub token: Box<[u8]>,
+    pub namespace: Option<String>,
+    pub read_only: bool,
+}
+
+impl fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenGrant")
+            .field("token", &"***")
+            .field("namespace", &self.namespace)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+/// The token `.env.example` ships with: refused, so that a copied example never guards a
+/// real cache.
+const PLACEHOLDER_TOKEN: &str = "change-me-to-a-long-random-token";
+
+/// Parses `TOKEN`, `TOKEN:ro`, `TOKEN@NS`, `TOKEN@NS:ro` entries separated by commas or new
+/// lines; blank lines and `#` comments (in the file only) are skipped. Errors name the
+/// variable and the entry's position, never the token.
+pub fn parse_token_grants(text: &str, source: &str) -> Result<Vec<TokenGrant>, String> {
+    // `#` starts a comment only in the file: in the variable it is a token character.
+    let comments = source == "CACHE_AUTH_TOKENS_FILE";
+    let mut grants: Vec<TokenGrant> = Vec::new();
+    let items = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !(line.is_empty() || comments && line.starts_with('#')))
+        .flat_map(|line| line.split(','))
+        .map(str::trim)
+        .filter(|item| !item.is_empty());
+    for (index, item) in items.enumerate() {
+        let bad = |why: &str| format!("{source} entry {} is malformed: {why}", index + 1);
+        let (rest, read_only) = match item.strip_suffix(":ro") {
+            Some(rest) => (rest, true),
+            None => (item, false),
+        };
+        let (token, namespace) = match rest.split_once('@') {
+            Some((token, ns)) => (token, Some(ns)),
+            None => (rest, None),
+        };
+        if token.is_empty()
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b",:@".contains(&b))
+        {
+            return Err(bad("a token is 1 or more visible ASCII characters other than , : @ (add :ro for read-only)"));
+        }
+        if let Some(ns) = namespace {
+            if ns.is_empty()
+                || !ns
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            {
+                return Err(bad("a namespace is made of A-Z a-z 0-9 _ . -"));
+            }
+        }
+        if token == PLACEHOLDER_TOKEN {
+            return Err(bad(
+                "it is the placeholder token of .env.example, which anyone can read: generate a token, e.g. with `openssl rand -hex 32`",
+            ));
+        }
+        if grants.iter().any(|g| *g.token == *token.as_bytes()) {
+            return Err(bad("the same token appears twice"));
+        }
+        grants.push(TokenGrant {
+            token: token.as_bytes().into(),
+            namespace: namespace.map(str::to_string),
+            read_only,
+        });
+    }
+    if grants.is_empty() {
+        return Err(format!("{source} holds no token"));
+    }
+    Ok(grants)
 }
 
 /// Everything cachegate reads from the environment.
@@ -493,9 +575,6 @@ impl Config {
             600_000,
         )?;
         let auth = auth_config(&cache)?;
-        // Malformed token entries stop the start here, where every other bad value does.
-        crate::auth::Access::from_config(&auth, &crate::keys::Keyspace::new(&cache.key_prefix))
-            .map_err(ConfigError)?;
         let log_format = match cache.log_format.as_deref() {
             None => None,
             Some("json") => Some(LogFormat::Json),
@@ -569,6 +648,11 @@ fn auth_config(cache: &CacheEnv) -> Result<AuthConfig, ConfigError> {
         }
         (None, None) => None,
     };
+    // Malformed token entries stop the start here, where every other bad value does.
+    let tokens = tokens
+        .map(|text| parse_token_grants(text.expose(), source))
+        .transpose()
+        .map_err(ConfigError)?;
     if disabled && tokens.is_some() {
         return Err(ConfigError(
             "CACHE_AUTH=disabled cannot be combined with CACHE_AUTH_TOKENS or CACHE_AUTH_TOKENS_FILE"

@@ -16,9 +16,11 @@ use actix_web::{web, App};
 use socket2::{Domain, Protocol as SocketProtocol, Socket, Type};
 use tracing_actix_web::TracingLogger;
 
+use crate::auth::Access;
 use crate::config::Config;
 use crate::connection::TimedStream;
 use crate::error::ApiError;
+use crate::keys::Keyspace;
 use crate::routes;
 use crate::state::AppState;
 use crate::telemetry::{self, RequestSpan};
@@ -117,11 +119,16 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>, web::Data<AppSt
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    let access = web::Data::new(Access::from_config(
+        &config.auth,
+        &Keyspace::new(&config.key_prefix),
+    ));
+    access.warn_short_tokens(config.auth.source);
     let state = web::Data::new(AppState::new(config)?);
     let document = web::Data::new(routes::docs::ApiDocument(
         crate::openapi::document_json().into(),
     ));
-    tracing::info!(mode = %state.access.describe(), "access control");
+    tracing::info!(mode = %access.describe(), "access control");
     tracing::info!(
         mode = state.config.redis.topology.name(),
         redis = %state.store.describe(),
@@ -141,6 +148,7 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>, web::Data<AppSt
     let shutdown_signal = builder.graceful_shutdown_signal();
     for (listener, addr) in listeners.into_iter().zip(addrs.iter().copied()) {
         let state = state.clone();
+        let access = access.clone();
         let document = document.clone();
         let shutdown_signal = shutdown_signal.clone();
         builder = builder
@@ -148,7 +156,7 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>, web::Data<AppSt
                 // Runs on each worker thread as it starts: its Redis links are made before
                 // its first request needs them.
                 state.store.warm_up();
-                let app = app(state.clone(), document.clone());
+                let app = app(state.clone(), access.clone(), document.clone());
                 let late_head = crate::connection::late_head_answer(request_timeout);
                 let signal = shutdown_signal.clone();
                 fn_service(move |io: TcpStream| {
@@ -188,6 +196,7 @@ pub fn build(config: Config) -> Result<(Server, Vec<SocketAddr>, web::Data<AppSt
 /// The application of one worker.
 fn app(
     state: web::Data<AppState>,
+    access: web::Data<Access>,
     document: web::Data<routes::docs::ApiDocument>,
 ) -> App<
     impl ServiceFactory<
@@ -200,6 +209,7 @@ fn app(
 > {
     App::new()
         .app_data(state)
+        .app_data(access)
         .app_data(document)
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .app_data(web::PathConfig::default().error_handler(path_error))

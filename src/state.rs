@@ -1,11 +1,11 @@
-//! What every request handler shares: the store, the limits, and the service's counters.
+//! What every request handler shares: the store, the limits, and the service's counters
+//! (access control is shared beside it, as `web::Data<auth::Access>`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::auth::Access;
 use crate::config::Config;
-use crate::keys::{Keyspace, Ttl};
+use crate::keys::Ttl;
 use crate::store::tags::TagCensus;
 use crate::store::Store;
 
@@ -70,7 +70,6 @@ pub struct AppState {
     pub store: Store,
     pub limits: Limits,
     pub counters: Counters,
-    pub access: Access,
     pub config: Config,
     pub started: Instant,
     /// How many tag indexes exist, counted in the background (`/v1/stats`).
@@ -80,18 +79,6 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: Config) -> Result<Self, String> {
         let store = Store::new(&config.redis, config.slow_threshold)?;
-        let keyspace = Keyspace::new(&config.key_prefix);
-        let access = Access::from_config(&config.auth, &keyspace).map_err(|e| e.to_string())?;
-        let short = access.short_tokens();
-        if !short.is_empty() {
-            // Positions only: a token never reaches the log.
-            tracing::warn!(
-                source = config.auth.source,
-                entries = ?short,
-                "access tokens shorter than {} characters are easy to guess; generate long ones, e.g. with `openssl rand -hex 32`",
-                crate::auth::MIN_TOKEN_CHARS
-            );
-        }
         Ok(Self {
             store,
             limits: Limits {
@@ -102,7 +89,6 @@ impl AppState {
                 default_ttl: Ttl::from_config(config.redis.default_ttl),
             },
             counters: Counters::default(),
-            access,
             config,
             started: Instant::now(),
             tag_census: TagCensus::default(),
