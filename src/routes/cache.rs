@@ -19,6 +19,7 @@ use crate::keys::{CacheKey, Pattern, Ttl};
 use crate::routes::conditions::{precondition_failed, ETag, Preconditions, WritePlan};
 use crate::routes::leases::{self, LeaseQuery};
 use crate::routes::responses::{cursor_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
+use crate::routes::ttl_query::{TtlQuery, WithTtl};
 use crate::routes::{store_error, tags, NoParams};
 use crate::state::AppState;
 use crate::store::{LeaseRead, ListCursor, Store, TtlState, WriteCondition};
@@ -70,7 +71,7 @@ impl Requirement for ReadUnlessQueryWrites {
     }
 }
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReadParams {
@@ -103,6 +104,21 @@ pub struct WriteParams {
     /// Seconds to live, 1 to CACHE_MAX_TTL; REDIS_TTL when absent.
     #[param(value_type = Option<u64>, minimum = 1, maximum = 2592000)]
     pub ttl: Option<String>,
+}
+
+impl WithTtl for ReadParams {
+    fn with_ttl(ttl: Option<String>) -> Self {
+        Self {
+            ttl,
+            ..Self::default()
+        }
+    }
+}
+
+impl WithTtl for WriteParams {
+    fn with_ttl(ttl: Option<String>) -> Self {
+        Self { ttl }
+    }
 }
 
 fn parse_ttl(param: Option<&str>, state: &AppState) -> Result<Option<Ttl>, ApiError> {
@@ -179,7 +195,7 @@ fn miss(key: &CacheKey) -> HttpResponse {
 pub async fn get_value(
     caller: Caller<ReadUnlessQueryWrites>,
     key: PathKey,
-    params: web::Query<ReadParams>,
+    params: TtlQuery<ReadParams>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -447,7 +463,7 @@ fn condition_header(name: &str, description: &str) -> Parameter {
 pub async fn put_value(
     caller: Caller<Write>,
     key: PathKey,
-    params: web::Query<WriteParams>,
+    params: TtlQuery<WriteParams>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
