@@ -129,9 +129,9 @@ mod tests {
                     redis_key: key,
                 })
                 .args_iter()
-                .map(|arg| match arg {
-                    redis::Arg::Simple(bytes) => bytes.to_vec(),
-                    redis::Arg::Cursor => Vec::new(),
+                .filter_map(|arg| match arg {
+                    redis::Arg::Simple(bytes) => Some(bytes.to_vec()),
+                    _ => None,
                 })
                 .collect::<Vec<_>>();
             assert_eq!(written, [name], "{key:?}");
