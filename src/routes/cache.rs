@@ -216,7 +216,19 @@ pub async fn get_value(
     )?;
     match lease {
         None => read(&state, &caller.keyspace, &key.0, ttl, req.headers()).await,
-        Some(query) => read_with_lease(&state, &caller.keyspace, &key.0, query, ttl, &req).await,
+        // Boxed: the lease read's future is twice a plain read's, and every GET's future would
+        // otherwise carry (and copy) it.
+        Some(query) => {
+            Box::pin(read_with_lease(
+                &state,
+                &caller.keyspace,
+                &key.0,
+                query,
+                ttl,
+                &req,
+            ))
+            .await
+        }
     }
 }
 
