@@ -180,10 +180,7 @@ impl Store {
 
     async fn query<T: FromRedisValue>(&self, op: Op, cmd: &Cmd) -> Result<T, StoreError> {
         self.lanes
-            .run(
-                op,
-                |mut link| async move { cmd.query_async(&mut link).await },
-            )
+            .run(op, |mut link| async move { link.query(cmd).await })
             .await
     }
 

@@ -4,10 +4,11 @@
 
 use std::sync::{LazyLock, OnceLock};
 
-use redis::aio::ConnectionLike;
 use redis::{
     Arg, Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, ToRedisArgs,
 };
+
+use super::link::Link;
 
 /// A script run by its hash (EVALSHA), sent whole (EVAL) only when Redis does not know it
 /// yet. The hash is computed once, so a call builds one command and no `Script` invocation.
@@ -59,7 +60,7 @@ impl LuaScript {
 
     pub async fn invoke<T: FromRedisValue, K: ToRedisArgs>(
         &self,
-        link: &mut impl ConnectionLike,
+        link: &mut Link,
         keys: &[K],
         args: &[&[u8]],
     ) -> Result<T, RedisError> {
@@ -82,13 +83,10 @@ impl ScriptCall<'_> {
         self
     }
 
-    pub async fn invoke<T: FromRedisValue>(
-        &self,
-        link: &mut impl ConnectionLike,
-    ) -> Result<T, RedisError> {
-        match self.cmd.query_async(link).await {
+    pub async fn invoke<T: FromRedisValue>(&self, link: &mut Link) -> Result<T, RedisError> {
+        match link.query(&self.cmd).await {
             Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                self.with_source().query_async(link).await
+                link.query(&self.with_source()).await
             }
             other => other,
         }
