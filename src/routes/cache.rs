@@ -41,14 +41,20 @@ impl FromRequest for PathKey {
     }
 }
 
-/// The path is /v1/cache/{key}[/ttl]: the key is the fourth '/'-separated piece. Split as bytes
-/// (a `char` pattern searches with memchr, slower on a path this short); a '/' never splits a
-/// UTF-8 sequence, so every piece is UTF-8.
+/// The path is /v1/cache/{key}[/ttl]: the key is the fourth '/'-separated piece. The slashes
+/// are found byte by byte (a `char` pattern searches with memchr, slower on a path this
+/// short); a '/' is always a character boundary, so the piece is sliced out as it is.
 fn key_segment(path: &str) -> &str {
-    let piece = path.as_bytes().split(|b| *b == b'/').nth(3);
-    piece
-        .and_then(|bytes| std::str::from_utf8(bytes).ok())
-        .unwrap_or_default()
+    let mut slashes = path
+        .bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'/')
+        .map(|(at, _)| at);
+    let Some(third) = slashes.nth(2) else {
+        return "";
+    };
+    let end = slashes.next().unwrap_or(path.len());
+    path.get(third + 1..end).unwrap_or_default()
 }
 
 /// Documents the `{key}` path parameter (the extractor is ours, so utoipa cannot infer it).
