@@ -14,6 +14,10 @@ pub struct CacheKey(String);
 impl CacheKey {
     /// Decodes one raw (still percent-encoded) URL path segment.
     pub fn from_path_segment(raw: &str, max_bytes: usize) -> Result<Self, ApiError> {
+        // Most keys have no escape: nothing to decode.
+        if !raw.as_bytes().contains(&b'%') {
+            return Self::new(raw.to_string(), max_bytes);
+        }
         let decoded = percent_decode_str(raw).decode_utf8().map_err(|_| {
             invalid_key("the key's percent-escapes do not decode to UTF-8".to_string())
         })?;
@@ -31,7 +35,9 @@ impl CacheKey {
                 key.len()
             )));
         }
-        if key.chars().any(is_control) {
+        // Bytes, not chars: the control characters are ASCII, and every byte of a longer
+        // UTF-8 sequence is above 0x7F.
+        if key.bytes().any(is_control) {
             return Err(invalid_key(
                 "the key contains a control character (U+0000-U+001F or U+007F)".into(),
             ));
@@ -44,8 +50,8 @@ impl CacheKey {
     }
 }
 
-fn is_control(c: char) -> bool {
-    c <= '\u{1f}' || c == '\u{7f}'
+fn is_control(byte: u8) -> bool {
+    byte <= 0x1f || byte == 0x7f
 }
 
 fn invalid_key(message: String) -> ApiError {
@@ -119,7 +125,7 @@ impl Pattern {
         if pattern.len() > max_bytes.saturating_mul(2) {
             return Err(refuse("pattern is longer than twice CACHE_MAX_KEY_BYTES"));
         }
-        if pattern.chars().any(is_control) {
+        if pattern.bytes().any(is_control) {
             return Err(refuse("pattern contains a control character"));
         }
         Ok(Self(pattern.to_string()))
@@ -207,6 +213,15 @@ mod tests {
             assert_eq!(err.code, ErrorCode::InvalidKey, "{raw}");
         }
         assert!(CacheKey::new(String::new(), 10).is_err());
+        for control in ["a\u{0}", "\u{1f}", "x\u{7f}y"] {
+            assert!(CacheKey::new(control.into(), 10).is_err(), "{control:?}");
+        }
+        // Only U+0000-U+001F and U+007F: a C1 control or any other character is a key's.
+        for fine in ["\u{80}", "\u{85}", "\u{9f}\u{e9}", "\u{10ffff}"] {
+            assert!(CacheKey::new(fine.into(), 10).is_ok(), "{fine:?}");
+        }
+        let plain = CacheKey::from_path_segment("user:1+a~b", 1024).unwrap();
+        assert_eq!(plain.as_str(), "user:1+a~b");
     }
 
     #[test]

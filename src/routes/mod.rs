@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod responses;
 pub mod stats;
 pub mod tags;
+pub mod ttl_query;
 
 use actix_web::{web, HttpRequest, HttpResponse, Resource};
 use serde::Deserialize;

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redis::RedisError;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use super::errors::{classify, is_readonly, needs_new_connection, StoreError};
 use super::health::Health;
@@ -212,7 +212,7 @@ pub struct PoolStatus {
 pub struct Lanes {
     connector: Arc<dyn Connect>,
     lanes: Box<[Lane]>,
-    in_flight: Semaphore,
+    in_flight: InFlight,
     generation: Arc<AtomicU64>,
     waiting: AtomicUsize,
     health: Arc<Health>,
@@ -235,7 +235,7 @@ impl Lanes {
         Self {
             connector,
             lanes: (0..lanes).map(|_| Lane::default()).collect(),
-            in_flight: Semaphore::new(lanes * IN_FLIGHT_PER_LANE),
+            in_flight: InFlight::new(lanes * IN_FLIGHT_PER_LANE),
             generation: Arc::new(AtomicU64::new(0)),
             waiting: AtomicUsize::new(0),
             health,
@@ -300,13 +300,15 @@ impl Lanes {
         F: Fn(Link) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let _permit = self.in_flight.try_acquire().map_err(|_| {
+        let _entered = self.in_flight.enter().ok_or_else(|| {
             StoreError::Unavailable("too many requests are waiting on Redis".into())
         })?;
         let started = Instant::now();
+        // The deadline from the same clock reading as the latency (REDIS_COMMAND_TIMEOUT_MS is
+        // at most 600 s: no overflow).
+        let deadline = tokio::time::Instant::from_std(started + self.command_timeout);
         let phase = AtomicU8::new(PHASE_CHECKOUT);
-        let outcome =
-            tokio::time::timeout(self.command_timeout, self.run_on_lane(op, &step, &phase)).await;
+        let outcome = tokio::time::timeout_at(deadline, self.run_on_lane(op, &step, &phase)).await;
         let result = outcome.unwrap_or_else(|_| {
             Err(if phase.load(Ordering::Relaxed) == PHASE_CHECKOUT {
                 self.no_link_in_time()
@@ -460,6 +462,33 @@ impl Lanes {
             drop(state);
             slot.settled.notify_waiters();
         });
+    }
+}
+
+/// The bound on requests waiting on Redis at once: a counter, taken and given back with one
+/// atomic operation each (a semaphore's release takes a lock).
+struct InFlight {
+    count: AtomicUsize,
+    limit: usize,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// One more request in flight until the guard drops; None when the bound is reached.
+    fn enter(&self) -> Option<impl Drop + '_> {
+        if self.count.fetch_add(1, Ordering::Relaxed) >= self.limit {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(scopeguard(|| {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }))
     }
 }
 

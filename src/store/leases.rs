@@ -124,6 +124,14 @@ pub fn lease_name(redis_key: &[u8]) -> Vec<u8> {
     names::for_key("lease", redis_key)
 }
 
+/// `lease_name` as a command argument, written straight into the command.
+fn lease_arg(redis_key: &[u8]) -> names::ForKey<'_> {
+    names::ForKey {
+        kind: "lease",
+        redis_key,
+    }
+}
+
 /// A new lease token: 128 random bits, hex.
 fn new_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -210,21 +218,24 @@ impl Store {
         ttl: Ttl,
         condition: WriteCondition,
     ) -> Result<bool, StoreError> {
-        let lease = lease_name(redis_key);
-        let seconds = ttl.seconds().to_string();
         let (flag, op): (&[u8], Op) = match condition {
             WriteCondition::Always => (b"-", Op::idempotent_write("set")),
             WriteCondition::IfAbsent => (b"NX", Op::write("set_nx")),
             WriteCondition::IfPresent => (b"XX", Op::write("set_xx")),
         };
-        let keys: [&[u8]; 2] = [redis_key, &lease];
-        let args: [&[u8]; 4] = [value, seconds.as_bytes(), flag, self.publish_command()];
-        let (keys, args) = (&keys, &args);
+        // Room for the key twice (it is in the lease's name), the value, and short arguments.
+        let bytes = 2 * redis_key.len() + value.len() + 64;
+        let mut call = SET_AND_CANCEL.call(2, 6, bytes);
+        call.arg(redis_key)
+            .arg(lease_arg(redis_key))
+            .arg(value)
+            .arg(ttl.seconds())
+            .arg(flag)
+            .arg(self.publish_command());
+        let call = &call;
         let written: i64 = self
             .lanes
-            .run(op, |mut link| async move {
-                SET_AND_CANCEL.invoke(&mut link, keys, args).await
-            })
+            .run(op, |mut link| async move { call.invoke(&mut link).await })
             .await?;
         Ok(written == 1)
     }

@@ -180,10 +180,7 @@ impl Store {
 
     async fn query<T: FromRedisValue>(&self, op: Op, cmd: &Cmd) -> Result<T, StoreError> {
         self.lanes
-            .run(
-                op,
-                |mut link| async move { cmd.query_async(&mut link).await },
-            )
+            .run(op, |mut link| async move { link.query(cmd).await })
             .await
     }
 
@@ -194,15 +191,16 @@ impl Store {
         key: &CacheKey,
         ttl: Option<Ttl>,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let redis_key = ks.redis_key(key.as_str());
+        let key = KeyArg::new(ks, key);
         match ttl {
             None => {
-                self.query(Op::read("get"), redis::cmd("GET").arg(redis_key))
-                    .await
+                let mut cmd = command("GET", 1, key.len());
+                cmd.arg(key);
+                self.query(Op::read("get"), &cmd).await
             }
             Some(ttl) => {
-                let mut cmd = redis::cmd("GETEX");
-                cmd.arg(redis_key).arg("EX").arg(ttl.seconds());
+                let mut cmd = command("GETEX", 3, key.len() + 24);
+                cmd.arg(key).arg("EX").arg(ttl.seconds());
                 self.query(Op::idempotent_write("getex"), &cmd).await
             }
         }
@@ -759,6 +757,44 @@ impl Store {
     }
 }
 
+/// A command whose buffers are sized once for `args` more arguments of `bytes` bytes in all
+/// (a command grown argument by argument reallocates on the way).
+fn command(name: &str, args: usize, bytes: usize) -> Cmd {
+    let mut cmd = Cmd::with_capacity(1 + args, name.len() + bytes);
+    cmd.arg(name);
+    cmd
+}
+
+/// A client key as a command argument: its Redis key (`Keyspace::redis_key`) written straight
+/// into the command, without a buffer of its own.
+struct KeyArg<'a> {
+    prefix: &'a str,
+    key: &'a str,
+}
+
+impl<'a> KeyArg<'a> {
+    fn new(ks: &'a Keyspace, key: &'a CacheKey) -> Self {
+        Self {
+            prefix: ks.prefix(),
+            key: key.as_str(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.prefix.len() + self.key.len()
+    }
+}
+
+impl redis::ToRedisArgs for KeyArg<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut arg = out.writer_for_next_arg();
+        // A command's buffer is a Vec: writing to it cannot fail.
+        let _ = arg.write_all(self.prefix.as_bytes());
+        let _ = arg.write_all(self.key.as_bytes());
+    }
+}
+
 /// `cachegate_redis_nodes{state}`: primaries (one Redis outside a cluster) that answered the
 /// last readiness check, and those that did not.
 fn record_nodes(reachable: usize, unreachable: usize) {
@@ -806,4 +842,25 @@ fn by_slot<K: AsRef<[u8]>>(keys: impl Iterator<Item = K>) -> BTreeMap<u16, Vec<K
         groups.entry(hash_slot(key.as_ref())).or_default().push(key);
     }
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_argument_is_the_redis_key() {
+        let ks = Keyspace::new("app:");
+        let key = CacheKey::new("user:1".into(), 1024).unwrap();
+        let mut cmd = command("GET", 1, KeyArg::new(&ks, &key).len());
+        cmd.arg(KeyArg::new(&ks, &key));
+        let args: Vec<Vec<u8>> = cmd
+            .args_iter()
+            .filter_map(|arg| match arg {
+                redis::Arg::Simple(bytes) => Some(bytes.to_vec()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(args, [b"GET".to_vec(), ks.redis_key(key.as_str())]);
+    }
 }

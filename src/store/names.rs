@@ -6,7 +6,10 @@
 //! carries a hash tag that puts it in that key's hash slot, so one script can touch both on a
 //! Redis Cluster.
 
+use std::io::Write;
 use std::sync::LazyLock;
+
+use redis::{RedisWrite, ToRedisArgs};
 
 use super::cluster::{hash_slot, SLOTS};
 
@@ -21,17 +24,39 @@ pub fn is_internal(redis_key: &[u8]) -> bool {
 /// An internal name of `kind` for one Redis key, in that key's hash slot:
 /// `\0cg{<tag of the slot>}<kind>\0<key>`.
 pub fn for_key(kind: &str, redis_key: &[u8]) -> Vec<u8> {
-    let tag = SLOT_TAGS[usize::from(hash_slot(redis_key))].as_bytes();
-    let mut name =
-        Vec::with_capacity(INTERNAL_MARK.len() + tag.len() + kind.len() + redis_key.len() + 3);
-    name.extend_from_slice(INTERNAL_MARK);
-    name.push(b'{');
-    name.extend_from_slice(tag);
-    name.push(b'}');
-    name.extend_from_slice(kind.as_bytes());
-    name.push(0);
-    name.extend_from_slice(redis_key);
-    name
+    ForKey { kind, redis_key }.parts().concat()
+}
+
+/// `for_key`'s name as a command argument, written straight into the command (no buffer of its
+/// own).
+pub struct ForKey<'a> {
+    pub kind: &'a str,
+    pub redis_key: &'a [u8],
+}
+
+impl ForKey<'_> {
+    fn parts(&self) -> [&[u8]; 7] {
+        let tag = SLOT_TAGS[usize::from(hash_slot(self.redis_key))].as_bytes();
+        [
+            INTERNAL_MARK,
+            b"{",
+            tag,
+            b"}",
+            self.kind.as_bytes(),
+            b"\0",
+            self.redis_key,
+        ]
+    }
+}
+
+impl ToRedisArgs for ForKey<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut arg = out.writer_for_next_arg();
+        for part in self.parts() {
+            // A command's buffer is a Vec: writing to it cannot fail.
+            let _ = arg.write_all(part);
+        }
+    }
 }
 
 /// An internal name of `kind` for something of a keyspace (a tag index):
@@ -98,6 +123,18 @@ mod tests {
             let name = for_key("lease", key);
             assert_eq!(hash_slot(&name), hash_slot(key), "{key:?}");
             assert!(is_internal(&name));
+            let written = redis::Cmd::new()
+                .arg(ForKey {
+                    kind: "lease",
+                    redis_key: key,
+                })
+                .args_iter()
+                .filter_map(|arg| match arg {
+                    redis::Arg::Simple(bytes) => Some(bytes.to_vec()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>();
+            assert_eq!(written, [name], "{key:?}");
         }
     }
 

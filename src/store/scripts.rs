@@ -4,8 +4,11 @@
 
 use std::sync::{LazyLock, OnceLock};
 
-use redis::aio::ConnectionLike;
-use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, ToRedisArgs};
+use redis::{
+    Arg, Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, ToRedisArgs,
+};
+
+use super::link::Link;
 
 /// A script run by its hash (EVALSHA), sent whole (EVAL) only when Redis does not know it
 /// yet. The hash is computed once, so a call builds one command and no `Script` invocation.
@@ -39,28 +42,73 @@ impl LuaScript {
             .get_or_init(|| Script::new(self.source).get_hash().to_string())
     }
 
+    /// A call of the script with `key_count` keys, to which the keys and then the arguments
+    /// are added; `args` and `bytes` (how many of them, and their total length) size the
+    /// command's buffers once, so that adding a value does not grow them step by step.
+    pub fn call(&self, key_count: usize, args: usize, bytes: usize) -> ScriptCall<'_> {
+        let by_hash = if self.read_only {
+            "EVALSHA_RO"
+        } else {
+            "EVALSHA"
+        };
+        let hash = self.hash();
+        // The command, the hash and the key count ahead of the arguments.
+        let mut cmd = Cmd::with_capacity(3 + args, by_hash.len() + hash.len() + 8 + bytes);
+        cmd.arg(by_hash).arg(hash).arg(key_count);
+        ScriptCall { script: self, cmd }
+    }
+
     pub async fn invoke<T: FromRedisValue, K: ToRedisArgs>(
         &self,
-        link: &mut impl ConnectionLike,
+        link: &mut Link,
         keys: &[K],
         args: &[&[u8]],
     ) -> Result<T, RedisError> {
-        let (by_hash, whole) = if self.read_only {
-            ("EVALSHA_RO", "EVAL_RO")
-        } else {
-            ("EVALSHA", "EVAL")
-        };
-        let call = |command: &str, body: &str| {
-            let mut cmd = redis::cmd(command);
-            cmd.arg(body).arg(keys.len()).arg(keys).arg(args);
-            cmd
-        };
-        match call(by_hash, self.hash()).query_async(link).await {
+        let mut call = self.call(keys.len(), keys.len() + args.len(), 0);
+        call.arg(keys).arg(args);
+        call.invoke(link).await
+    }
+}
+
+/// One call of a script, built once: `EVALSHA hash numkeys key... arg...`.
+pub struct ScriptCall<'a> {
+    script: &'a LuaScript,
+    cmd: Cmd,
+}
+
+impl ScriptCall<'_> {
+    /// Adds a key (the first `key_count` added) or an argument.
+    pub fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub async fn invoke<T: FromRedisValue>(&self, link: &mut Link) -> Result<T, RedisError> {
+        match link.query(&self.cmd).await {
             Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                call(whole, self.source).query_async(link).await
+                link.query(&self.with_source()).await
             }
             other => other,
         }
+    }
+
+    /// The same call with the whole script (EVAL) instead of its hash, for a Redis that does
+    /// not know the script yet.
+    fn with_source(&self) -> Cmd {
+        let whole = if self.script.read_only {
+            "EVAL_RO"
+        } else {
+            "EVAL"
+        };
+        let mut cmd = redis::cmd(whole);
+        cmd.arg(self.script.source);
+        // Everything after the command and the hash: the key count, the keys, the arguments.
+        for arg in self.cmd.args_iter().skip(2) {
+            if let Arg::Simple(bytes) = arg {
+                cmd.arg(bytes);
+            }
+        }
+        cmd
     }
 }
 
