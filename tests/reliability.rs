@@ -231,6 +231,39 @@ async fn a_batch_get_over_the_batch_limit_is_refused_before_it_is_read() {
     assert_eq!(mixed["missing"], json!(["list", "nope"]));
 }
 
+/// A batch small enough that values written through cachegate cannot exceed the limit is
+/// read at once; a longer string that another program wrote still gets the same `413`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_batch_over_the_limit_by_another_programs_string_is_refused_too() {
+    let redis = RedisServer::start();
+    let app = TestApp::start_with(
+        &redis,
+        &[
+            ("CACHE_MAX_VALUE_BYTES", "1000"),
+            ("CACHE_MAX_BATCH_BYTES", "300000"),
+        ],
+    )
+    .await;
+    assert_eq!(app.put("small", "[1, 2, 3]").await.status(), 204);
+    let _: () = redis::cmd("SET")
+        .arg("huge")
+        .arg(format!("\"{}\"", "y".repeat(400_000)))
+        .query(&mut redis.connection())
+        .unwrap();
+    let both = app
+        .post_json("/v1/batch/get", &json!({"keys": ["small", "huge"]}))
+        .await;
+    assert_eq!(both.status(), 413);
+    assert_eq!(error_code(both).await, "payload_too_large");
+    let small = app
+        .post_json("/v1/batch/get", &json!({"keys": ["small", "nope"]}))
+        .await;
+    assert_eq!(small.status(), 200);
+    let small: Value = small.json().await.unwrap();
+    assert_eq!(small["found"]["small"], json!([1, 2, 3]));
+    assert_eq!(small["missing"], json!(["nope"]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_redis_refuses_batch_sets_with_503_not_500() {
     let redis =

@@ -19,7 +19,7 @@ use crate::routes::tags as routes_tags;
 use crate::routes::{store_error, NoParams};
 use crate::state::AppState;
 use crate::store::tags::Tagged;
-use crate::store::{BatchEntry, StoreError};
+use crate::store::{BatchEntry, BatchReadLimit, StoreError};
 use crate::tags::{self, Tag};
 
 const MAX_BATCH: usize = 1000;
@@ -181,9 +181,13 @@ pub async fn batch_get(
     let mut seen = HashSet::with_capacity(keys.len());
     let unique: Vec<&CacheKey> = keys.iter().filter(|k| seen.insert(k.as_str())).collect();
     let max_bytes = state.limits.max_batch_bytes;
+    let limit = BatchReadLimit {
+        total: max_bytes,
+        per_value: state.limits.max_value_bytes,
+    };
     let values = state
         .store
-        .get_many(&caller.keyspace, &unique, max_bytes)
+        .get_many(&caller.keyspace, &unique, limit)
         .await
         .map_err(store_error)?
         .ok_or_else(|| {

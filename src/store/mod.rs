@@ -54,6 +54,14 @@ const SCAN_COUNT: usize = 1000;
 /// matches little in a huge keyspace cannot hold a request for long.
 const SCAN_STEPS_PER_PAGE: usize = 32;
 
+/// The bound on what one batch get reads: `total` bytes (`CACHE_MAX_BATCH_BYTES`), of values
+/// that cachegate writes at most `per_value` bytes long (`CACHE_MAX_VALUE_BYTES`).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchReadLimit {
+    pub total: usize,
+    pub per_value: usize,
+}
+
 /// A write's condition: `If-None-Match: *` (NX) or `If-Match: *` (XX).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteCondition {
@@ -323,19 +331,35 @@ impl Store {
     }
 
     /// The values of `keys` (None for a miss or another type), or None when their lengths
-    /// together exceed `max_bytes`: then nothing is read.
+    /// together exceed `limit.total`.
+    ///
+    /// A batch that values written through cachegate (at most `limit.per_value` bytes each)
+    /// cannot take past the total is read with one MGET, its total checked after: asking
+    /// Redis for the lengths first costs a second round trip, or a script that carries every
+    /// value through Lua (half of MGET's throughput for 10 values of 1 KiB). Only a batch
+    /// that could exceed the total has its lengths summed in Redis before anything is read.
     pub async fn get_many(
         &self,
         ks: &Keyspace,
         keys: &[&CacheKey],
-        max_bytes: usize,
+        limit: BatchReadLimit,
     ) -> Result<Option<Vec<Option<Vec<u8>>>>, StoreError> {
         let redis_keys: Vec<Vec<u8>> = keys.iter().map(|k| ks.redis_key(k.as_str())).collect();
-        if self.is_cluster() {
-            return self.get_many_in_slots(&redis_keys, max_bytes).await;
+        if keys.len().saturating_mul(limit.per_value) <= limit.total {
+            let values: Vec<Option<Vec<u8>>> = self
+                .query(Op::read("mget"), redis::cmd("MGET").arg(&redis_keys))
+                .await?;
+            let total = values
+                .iter()
+                .flatten()
+                .fold(0usize, |sum, value| sum.saturating_add(value.len()));
+            return Ok((total <= limit.total).then_some(values));
         }
-        let limit = max_bytes.to_string();
-        let (keys, args) = (&redis_keys, [limit.as_bytes()]);
+        if self.is_cluster() {
+            return self.get_many_in_slots(&redis_keys, limit.total).await;
+        }
+        let max_bytes = limit.total.to_string();
+        let (keys, args) = (&redis_keys, [max_bytes.as_bytes()]);
         let args = &args;
         self.lanes
             .run(Op::read("mget"), |mut link| async move {
