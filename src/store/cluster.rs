@@ -7,17 +7,22 @@
 //! to us: keyless commands (SCAN, INFO, PING) go to one random node, so they are routed to
 //! each primary here, from the slot map that `CLUSTER SLOTS` reports.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, RedisError, Value};
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisError, RedisResult, Value};
 
+use super::errors::needs_new_connection;
 use super::lanes::{push_sender_to, Connect, LossSignal, PushSink};
 use super::link::Link;
-use crate::config::{node_url_with, NodeAddress, RedisConfig};
+use crate::config::{node_url_with, NodeAddress, RedisConfig, Secret};
 
 /// Hash slots in a Redis Cluster.
 pub const SLOTS: u16 = 16384;
@@ -195,19 +200,74 @@ fn parse_cluster_slots(reply: &Value) -> Vec<Primary> {
     primaries
 }
 
-/// Runs a keyless command on one node.
-pub async fn on_node<T: redis::FromRedisValue>(
-    link: Link,
-    node: &NodeAddress,
-    cmd: Cmd,
-) -> Result<T, RedisError> {
-    let mut connection = cluster_connection(link)?;
-    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-        host: node.host.clone(),
-        port: node.port,
-    });
-    let reply = connection.route_command(cmd, routing).await?;
-    redis::from_redis_value(reply).map_err(RedisError::from)
+/// Connections of their own to single nodes of the cluster, for the commands that must reach
+/// one given node (a primary's SCAN, a node's INFO or CLUSTER INFO).
+///
+/// Routed by address through redis-rs's cluster client instead, such a command made that
+/// client reconnect to every seed node whenever it held no open connection to the address,
+/// and hold all of the link's requests meanwhile: with a hung seed node (a frozen primary)
+/// for as long as it hung, so reads of keys on live primaries timed out too.
+pub struct NodeLinks {
+    username: Option<String>,
+    password: Option<Secret>,
+    tls: bool,
+    connect_timeout: Duration,
+    links: Mutex<HashMap<String, MultiplexedConnection>>,
+}
+
+impl NodeLinks {
+    pub fn new(config: &RedisConfig) -> Self {
+        Self {
+            username: config.username.clone(),
+            password: config.password.clone(),
+            tls: config.tls,
+            connect_timeout: config.connect_timeout,
+            links: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `cmd` (a read: safe to repeat) on `node`, over the connection kept for it, made
+    /// on first use. A kept connection that fails (the node restarted) is replaced and the
+    /// command sent once more; a new one that fails is dropped.
+    pub async fn query<T: FromRedisValue>(&self, node: &NodeAddress, cmd: &Cmd) -> RedisResult<T> {
+        let name = node.to_string();
+        let cached = self.lock().get(&name).cloned();
+        if let Some(mut link) = cached {
+            let result = cmd.query_async(&mut link).await;
+            if !result.as_ref().is_err_and(needs_new_connection) {
+                return result;
+            }
+            self.lock().remove(&name);
+        }
+        let mut link = self.connect(node).await?;
+        let result = cmd.query_async(&mut link).await;
+        if !result.as_ref().is_err_and(needs_new_connection) {
+            self.lock().insert(name, link);
+        }
+        result
+    }
+
+    async fn connect(&self, node: &NodeAddress) -> RedisResult<MultiplexedConnection> {
+        let url = node_url_with(
+            &node.host,
+            node.port,
+            self.username.as_deref(),
+            self.password.as_ref(),
+            0,
+            self.tls,
+        );
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(None);
+        redis::Client::open(url)?
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, MultiplexedConnection>> {
+        // A panic while holding the map leaves it consistent: every entry is a whole link.
+        self.links.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 #[cfg(test)]

@@ -321,6 +321,27 @@ impl Lanes {
         result
     }
 
+    /// Runs a round trip that does not use a lane's link (a cluster node's own connection,
+    /// `cluster::NodeLinks`), under the same bound, in-flight limit and metrics as `run`.
+    pub async fn run_beside<T>(
+        &self,
+        op: Op,
+        step: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        let _entered = self.in_flight.enter().ok_or_else(|| {
+            StoreError::Unavailable("too many requests are waiting on Redis".into())
+        })?;
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.command_timeout, step).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(classify(&err)),
+            Err(_) => Err(StoreError::Timeout),
+        };
+        self.health
+            .observe(op.name, started.elapsed(), &result, self.slow_threshold);
+        result
+    }
+
     fn no_link_in_time(&self) -> StoreError {
         StoreError::Unavailable(format!(
             "no Redis connection to {} could be made within {} ms",

@@ -116,6 +116,8 @@ pub struct Store {
     lanes: Lanes,
     hub: Hub,
     mode: Mode,
+    /// Cluster mode: each node's own connection, for commands that must reach one node.
+    nodes: Option<cluster::NodeLinks>,
     db: i64,
 }
 
@@ -164,6 +166,7 @@ impl Store {
             lanes,
             hub,
             mode,
+            nodes: (mode == Mode::Cluster).then(|| cluster::NodeLinks::new(config)),
             db: config.db,
         })
     }
@@ -526,14 +529,7 @@ impl Store {
             .arg("string");
         match node {
             None => self.query(Op::read("scan"), &cmd).await,
-            Some(node) => {
-                let cmd = &cmd;
-                self.lanes
-                    .run(Op::read("scan"), |link| {
-                        cluster::on_node(link, node, cmd.clone())
-                    })
-                    .await
-            }
+            Some(node) => self.on_node(Op::read("scan"), node, &cmd).await,
         }
     }
 
@@ -719,12 +715,8 @@ impl Store {
         let primaries = self.primaries().await?;
         let states = join_all(primaries.iter().map(|primary| async move {
             let cmd = redis::cmd("CLUSTER").arg("INFO").clone();
-            let cmd = &cmd;
             let text: Result<String, StoreError> = self
-                .lanes
-                .run(Op::read("cluster_info"), |link| {
-                    cluster::on_node(link, &primary.address, cmd.clone())
-                })
+                .on_node(Op::read("cluster_info"), &primary.address, &cmd)
                 .await;
             (primary.address.to_string(), text)
         }))
@@ -772,12 +764,24 @@ impl Store {
             .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
             .ok_or_else(|| StoreError::Other("a cluster node without a port".into()))?;
         let address = NodeAddress { host, port };
-        let address = &address;
-        self.lanes
-            .run(Op::read("info"), |link| {
-                cluster::on_node(link, address, redis::cmd("INFO"))
-            })
+        self.on_node(Op::read("info"), &address, &redis::cmd("INFO"))
             .await
+    }
+
+    /// A keyless command for one cluster node, over that node's own connection (see
+    /// `cluster::NodeLinks` for why not through the cluster link).
+    pub(super) async fn on_node<T: FromRedisValue>(
+        &self,
+        op: Op,
+        node: &NodeAddress,
+        cmd: &Cmd,
+    ) -> Result<T, StoreError> {
+        let Some(nodes) = &self.nodes else {
+            return Err(StoreError::Other(
+                "a command for one node outside cluster mode".into(),
+            ));
+        };
+        self.lanes.run_beside(op, nodes.query(node, cmd)).await
     }
 }
 

@@ -39,7 +39,7 @@ use redis::Script;
 
 use super::lanes::Op;
 use super::scripts::LuaScript;
-use super::{cluster, names, Store, StoreError, WriteCondition};
+use super::{names, Store, StoreError, WriteCondition};
 use crate::config::NodeAddress;
 use crate::keys::{CacheKey, Keyspace, Ttl};
 use crate::tags::Tag;
@@ -485,14 +485,7 @@ impl Store {
                 .arg("zset");
             let (next, names): (u64, Vec<Vec<u8>>) = match node {
                 None => self.query(Op::read("tag_census"), &cmd).await?,
-                Some(node) => {
-                    let cmd = &cmd;
-                    self.lanes
-                        .run(Op::read("tag_census"), |link| {
-                            cluster::on_node(link, node, cmd.clone())
-                        })
-                        .await?
-                }
+                Some(node) => self.on_node(Op::read("tag_census"), node, &cmd).await?,
             };
             count += names.len() as u64;
             if next == 0 {

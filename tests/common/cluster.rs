@@ -13,19 +13,21 @@ const READY_WITHIN: Duration = Duration::from_secs(40);
 const FAILOVER_WITHIN: Duration = Duration::from_secs(30);
 const POLL_EVERY: Duration = Duration::from_millis(50);
 
-/// The flags that make a failover fast and reliable (see STACK-NOTES "Redis Cluster").
-const NODE_ARGS: [&str; 10] = [
+/// The flags that make a failover fast and reliable (see STACK-NOTES "Redis Cluster"); the
+/// node timeout (`--cluster-node-timeout`) comes after them.
+const NODE_ARGS: [&str; 8] = [
     "--cluster-enabled",
     "yes",
     "--cluster-config-file",
     "nodes.conf",
-    "--cluster-node-timeout",
-    "1000",
     "--cluster-replica-validity-factor",
     "0",
     "--repl-diskless-sync-delay",
     "0",
 ];
+
+/// How long a node may not answer before the cluster starts failing it over.
+const NODE_TIMEOUT_MS: u32 = 1000;
 
 /// One line of `CLUSTER NODES`, as a node sees another (or itself).
 #[derive(Debug, Clone)]
@@ -95,20 +97,27 @@ impl RedisCluster {
     /// replica's link is up and all nodes agree on the slot map. A start that fails (e.g. a
     /// port taken by another test in between) is retried once on new ports.
     pub fn start() -> Self {
-        Self::try_start().unwrap_or_else(|first| {
+        Self::start_with_node_timeout(NODE_TIMEOUT_MS)
+    }
+
+    /// A cluster whose nodes wait `node_timeout_ms` for a silent node before failing it over.
+    pub fn start_with_node_timeout(node_timeout_ms: u32) -> Self {
+        Self::try_start(node_timeout_ms).unwrap_or_else(|first| {
             eprintln!("the test cluster did not start, retrying once: {first}");
-            Self::try_start().unwrap_or_else(|second| {
+            Self::try_start(node_timeout_ms).unwrap_or_else(|second| {
                 panic!("the test cluster did not start twice.\nFirst: {first}\nThen: {second}")
             })
         })
     }
 
-    fn try_start() -> Result<Self, String> {
+    fn try_start(node_timeout_ms: u32) -> Result<Self, String> {
         let mut nodes = Vec::with_capacity(NODES);
+        let node_timeout = node_timeout_ms.to_string();
         for _ in 0..NODES {
             // An explicit bus port: the default (port + 10000) may be taken or above 65535.
             let bus_port = free_port().to_string();
             let mut args = NODE_ARGS.to_vec();
+            args.extend(["--cluster-node-timeout", &node_timeout]);
             args.extend(["--cluster-port", &bus_port]);
             nodes.push(RedisServer::try_start_with(&args)?);
         }
