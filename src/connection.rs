@@ -80,6 +80,9 @@ pub struct TimedStream {
     /// Wakes the connection at the deadline; armed lazily, reset at most once per deadline.
     alarm: Pin<Box<Sleep>>,
     alarm_at: Option<Instant>,
+    /// The alarm was polled and has not rung: it will wake the connection, so it need not be
+    /// polled again on every request (most heads arrive whole, long before it rings).
+    alarm_armed: bool,
     /// The last write did not complete: actix still holds part of an answer, so a 408
     /// written now would interleave with it.
     output_pending: bool,
@@ -96,6 +99,7 @@ impl TimedStream {
             limit,
             alarm: Box::pin(tokio::time::sleep_until((now + limit).into())),
             alarm_at: Some(now + limit),
+            alarm_armed: false,
             output_pending: false,
             answer,
         }
@@ -119,9 +123,14 @@ impl TimedStream {
                 // An alarm set for an earlier request rings before this deadline: when it
                 // does, it is set again for this one.
                 Some(at) if at <= deadline => {
-                    if self.alarm.as_mut().poll(cx).is_pending() {
+                    if self.alarm_armed && !self.alarm.is_elapsed() {
                         return false;
                     }
+                    if self.alarm.as_mut().poll(cx).is_pending() {
+                        self.alarm_armed = true;
+                        return false;
+                    }
+                    self.alarm_armed = false;
                     if Instant::now() >= deadline {
                         return true;
                     }
@@ -130,6 +139,7 @@ impl TimedStream {
                 _ => {
                     self.alarm.as_mut().reset(deadline.into());
                     self.alarm_at = Some(deadline);
+                    self.alarm_armed = false;
                 }
             }
         }
