@@ -7,7 +7,7 @@ use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse, Respo
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::openapi::Required;
 use utoipa::{IntoParams, ToSchema};
 
@@ -18,7 +18,9 @@ use crate::keys::Keyspace;
 use crate::keys::{CacheKey, Pattern, Ttl};
 use crate::routes::conditions::{precondition_failed, ETag, Preconditions, WritePlan};
 use crate::routes::leases::{self, LeaseQuery};
-use crate::routes::responses::{cursor_schema, key_schema, AuthErrors, BackendErrors, BodyErrors};
+use crate::routes::responses::{
+    cursor_schema, key_schema, optional_header, AuthErrors, BackendErrors, BodyErrors,
+};
 use crate::routes::ttl_query::{TtlQuery, WithTtl};
 use crate::routes::{store_error, tags, NoParams};
 use crate::state::AppState;
@@ -380,21 +382,14 @@ struct LeaseHeader;
 
 impl IntoParams for LeaseHeader {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![ParameterBuilder::new()
-            .name("Cache-Lease")
-            .parameter_in(ParameterIn::Header)
-            .required(Required::False)
-            .description(Some(
-                "Fill a lease: the token a `GET ?lease=` (or `?refresh_before=`) handed out. The value is written only while that lease is held, atomically, and the lease ends; the callers waiting on it get the value. Otherwise 412 and nothing is written. Not combinable with If-Match/If-None-Match (400). Without this header, a write cancels any outstanding lease of the key.",
-            ))
-            .schema(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .min_length(Some(1))
-                    .max_length(Some(128))
-                    .examples(["9f1c2a7e4b3d4c5e8f6a0b1c2d3e4f50"]),
-            ))
-            .build()]
+        vec![optional_header(
+            "Cache-Lease",
+            "Fill a lease: the token a `GET ?lease=` (or `?refresh_before=`) handed out. The value is written only while that lease is held, atomically, and the lease ends; the callers waiting on it get the value. Otherwise 412 and nothing is written. Not combinable with If-Match/If-None-Match (400). Without this header, a write cancels any outstanding lease of the key.",
+            ObjectBuilder::new()
+                .min_length(Some(1))
+                .max_length(Some(128))
+                .examples(["9f1c2a7e4b3d4c5e8f6a0b1c2d3e4f50"]),
+        )]
     }
 }
 
@@ -411,22 +406,17 @@ impl IntoParams for ReadConditions {
 }
 
 fn condition_header(name: &str, description: &str) -> Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Header)
-        .required(Required::False)
-        .description(Some(description))
-        .schema(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                // `*`, or entity tags (`"..."`, `W/"..."`) separated by commas; HTTP's list
-                // syntax allows empty elements, and an empty list (which matches nothing).
-                .pattern(Some(
-                    r#"^[ ,]*(\*|(W/)?"[!#-~]*"( *,[ ,]*(W/)?"[!#-~]*")*)?[ ,]*$"#,
-                ))
-                .examples(["*", "\"3f2a9c0d8e7b6a5f4e3d2c1b0a998877\""]),
-        ))
-        .build()
+    optional_header(
+        name,
+        description,
+        ObjectBuilder::new()
+            // `*`, or entity tags (`"..."`, `W/"..."`) separated by commas; HTTP's list
+            // syntax allows empty elements, and an empty list (which matches nothing).
+            .pattern(Some(
+                r#"^[ ,]*(\*|(W/)?"[!#-~]*"( *,[ ,]*(W/)?"[!#-~]*")*)?[ ,]*$"#,
+            ))
+            .examples(["*", "\"3f2a9c0d8e7b6a5f4e3d2c1b0a998877\""]),
+    )
 }
 
 /// Write a value

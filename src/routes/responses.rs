@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{
     ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
 };
-use utoipa::openapi::{ContentBuilder, Header, HeaderBuilder, Ref, RefOr};
+use utoipa::openapi::{ContentBuilder, Header, HeaderBuilder, Ref, RefOr, Required};
 use utoipa::IntoResponses;
 
 use crate::error::ErrorCode;
@@ -24,6 +25,17 @@ fn string_header(description: &str, example: &str) -> Header {
     HeaderBuilder::new()
         .schema(schema)
         .description(Some(description))
+        .build()
+}
+
+/// An optional request header of an operation, with its string schema.
+pub fn optional_header(name: &str, description: &str, schema: ObjectBuilder) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema.schema_type(Type::String)))
         .build()
 }
 

@@ -8,9 +8,8 @@ use std::time::Duration;
 use actix_web::http::header::{HeaderMap, HeaderName};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Caller, Write};
@@ -18,7 +17,7 @@ use crate::body::{body_error, read_json_body};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::{CacheKey, Keyspace, Ttl};
 use crate::routes::cache::{Deleted, KeyList};
-use crate::routes::responses::{AuthErrors, BackendErrors, BodyErrors};
+use crate::routes::responses::{optional_header, AuthErrors, BackendErrors, BodyErrors};
 use crate::routes::store_error;
 use crate::routes::NoParams;
 use crate::state::AppState;
@@ -45,19 +44,11 @@ pub struct TagHeader;
 
 impl IntoParams for TagHeader {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![ParameterBuilder::new()
-            .name("Cache-Tag")
-            .parameter_in(ParameterIn::Header)
-            .required(Required::False)
-            .description(Some(
-                "Tags to attach, comma-separated (empty elements are ignored): at most 32, each 1 to 128 visible ASCII characters other than `,`; else 400 invalid_tag and nothing is written. `DELETE /v1/cache?tag=` and `POST /v1/tags/invalidate` delete the keys written with a tag.",
-            ))
-            .schema(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .examples(["product:42, category:7"]),
-            ))
-            .build()]
+        vec![optional_header(
+            "Cache-Tag",
+            "Tags to attach, comma-separated (empty elements are ignored): at most 32, each 1 to 128 visible ASCII characters other than `,`; else 400 invalid_tag and nothing is written. `DELETE /v1/cache?tag=` and `POST /v1/tags/invalidate` delete the keys written with a tag.",
+            ObjectBuilder::new().examples(["product:42, category:7"]),
+        )]
     }
 }
 
