@@ -25,6 +25,8 @@ use crate::error::{ApiError, ErrorCode};
 use crate::routes::RouteTemplate;
 use crate::state::AppState;
 
+#[cfg(test)]
+mod captured;
 mod json_line;
 mod span_fields;
 use json_line::FlatJson;
