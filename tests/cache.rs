@@ -702,6 +702,40 @@ async fn batch_get_reads_many_keys(topology: Topology) {
     app.stop().await;
 }
 
+on_every_topology!(batch_get_over_the_batch_limit_gets_413);
+/// Values of 900 bytes under a batch limit of 2500: two keys are read at once (they could
+/// not exceed it), three have their lengths summed in Redis first (per hash slot on a
+/// cluster) and get 413.
+async fn batch_get_over_the_batch_limit_gets_413(topology: Topology) {
+    let app = TestApp::start_on(
+        &topology,
+        &[
+            ("CACHE_MAX_VALUE_BYTES", "1000"),
+            ("CACHE_MAX_BATCH_BYTES", "2500"),
+        ],
+    )
+    .await;
+    let value = format!("\"{}\"", "v".repeat(898));
+    for key in ["big:a", "big:b", "big:c"] {
+        assert_eq!(app.put(key, &value).await.status(), 204, "{key}");
+    }
+    let two = app
+        .post_json("/v1/batch/get", &json!({"keys": ["big:a", "big:b"]}))
+        .await;
+    assert_eq!(two.status(), 200);
+    let two: Value = two.json().await.unwrap();
+    assert_eq!(two["found"].as_object().map(|found| found.len()), Some(2));
+    let three = app
+        .post_json(
+            "/v1/batch/get",
+            &json!({"keys": ["big:a", "big:b", "big:c"]}),
+        )
+        .await;
+    assert_eq!(three.status(), 413);
+    assert_eq!(error_code(three).await, "payload_too_large");
+    app.stop().await;
+}
+
 on_every_topology!(batch_set_stores_the_exact_text_of_each_value);
 async fn batch_set_stores_the_exact_text_of_each_value(topology: Topology) {
     let app = TestApp::start_on(&topology, &[]).await;
